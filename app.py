@@ -1,0 +1,14 @@
+"""Entry point: page config, navigation and the shared sidebar."""
+
+import streamlit as st
+
+from ui.sidebar import render_engine_status
+
+st.set_page_config(page_title="Reflectometry ML", page_icon="🧲", layout="wide")
+
+pages = [
+    st.Page("pages/explorer.py", title="Film explorer", icon="📈", default=True),
+]
+navigation = st.navigation(pages)
+render_engine_status()
+navigation.run()

@@ -1,0 +1,146 @@
+"""Film explorer: edit a layer stack and see R(Q) and the SLD profile at once."""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from reflect_core.data_io import csv_text, q_grid
+from reflect_core.figures import reflectivity_figure, sld_figure
+from reflect_core.film import FilmError, film_from_json, roughness_warnings
+from reflect_core.presets import PRESETS
+from reflect_core.simulate import PYREFLECT_DQ, CurveSettings, film_profile, film_reflectivity, graded_reflectivity
+from ui import film_editor
+from ui.state import keep, seed
+
+LAST_GOOD = "explorer_last_good"
+
+st.title("Film explorer")
+st.caption(
+    "Layers are listed substrate first, ambient last. Units: SLD in 10⁻⁶ Å⁻², thickness and roughness in Å, "
+    "Q in Å⁻¹. Curves are recomputed on every edit."
+)
+film_editor.ensure_film()
+# Charts go at the top so they stay in view while editing; they are filled at the end.
+charts = st.container()
+
+# --- film sources: presets, upload, undo --------------------------------------------------------
+with st.expander("Presets, upload and download", expanded=False):
+    left, right = st.columns(2)
+    with left:
+        preset = st.selectbox("Preset", list(PRESETS), key=seed("explorer_preset", next(iter(PRESETS))))
+        keep("explorer_preset", preset)
+        if st.button("Load preset", help="Replaces the table; one undo is kept."):
+            film_editor.load_film(PRESETS[preset])
+            st.rerun()
+    with right:
+        upload = st.file_uploader(
+            "Upload a film (JSON)",
+            type=["json"],
+            help="This app's own film JSON, or a pyreflect web-interface export ({\"params\": {\"layers\": …}}). "
+            "Layers substrate first.",
+        )
+        if upload is not None and st.session_state.get("explorer_upload_id") != upload.file_id:
+            st.session_state["explorer_upload_id"] = upload.file_id
+            try:
+                film_editor.load_film(film_from_json(upload.getvalue()))
+                st.rerun()
+            except FilmError as exc:
+                st.session_state["explorer_upload_error"] = f"{upload.name}: {exc}"
+        if st.session_state.get("explorer_upload_error"):
+            st.error(st.session_state["explorer_upload_error"] + " Your current film is unchanged.")
+            if upload is None:
+                st.session_state.pop("explorer_upload_error")
+    if film_editor.UNDO in st.session_state:
+        st.button("Undo the last load", on_click=film_editor.undo_load)
+
+# --- the stack -----------------------------------------------------------------------------------
+beam = st.radio(
+    "Neutrons arrive from",
+    ["ambient", "substrate"],
+    format_func=lambda s: "the ambient (top, e.g. air)" if s == "ambient" else "the substrate (e.g. through a Si block into liquid)",
+    horizontal=True,
+    key=seed(film_editor.BEAM, "ambient"),
+)
+keep(film_editor.BEAM, beam)
+film_editor.render_layer_editor()
+
+# --- Q grid and instrument -------------------------------------------------------------------------
+with st.expander("Q range, resolution, background and scale", expanded=True):
+    c = st.columns(4)
+    qmin = keep("qmin", c[0].number_input("Q min (Å⁻¹)", key=seed("qmin", 0.0081), format="%.4f", step=0.001))
+    qmax = keep("qmax", c[1].number_input("Q max (Å⁻¹)", key=seed("qmax", 0.1975), format="%.4f", step=0.01))
+    nq = keep("nq", c[2].number_input("Points", key=seed("nq", 308), min_value=2, max_value=20000, step=1))
+    spacing = keep("spacing", c[3].selectbox("Spacing", ["log", "linear"], key=seed("spacing", "log")))
+    c = st.columns(4)
+    dq_percent = keep("dq_percent", c[0].number_input(
+        "dQ/Q (FWHM, %)", key=seed("dq_percent", 100 * PYREFLECT_DQ), format="%.4f", step=0.5,
+        help="Gaussian resolution, FWHM as a percentage of Q. pyreflect's default is 2.94855 %. 0 = no smearing.",
+    ))
+    background = keep("background", c[1].number_input(
+        "Background (R units)", key=seed("background", 0.0), format="%.2e", step=1e-7,
+        help="Constant added to R after smearing.",
+    ))
+    scale = keep("scale", c[2].number_input("Scale", key=seed("scale", 1.0), format="%.4f", step=0.01))
+    rq4 = keep("rq4", c[3].toggle("Plot R·Q⁴", key=seed("rq4", False), help="Removes the Fresnel Q⁻⁴ decay."))
+    graded = keep("graded", st.toggle(
+        "Also show R computed from the SLD profile (graded interfaces)", key=seed("graded", False),
+        help="Névot–Croce roughness (the slab model) and the graded erf profile agree for small roughness; "
+        "for rough interfaces they differ physically. This draws both.",
+    ))
+
+# --- compute: keep the last good result when an input is bad ----------------------------------------
+problems = []
+try:
+    film = film_editor.current_film()
+except FilmError as exc:
+    film = None
+    problems.append(f"Film: {exc}")
+try:
+    q = q_grid(qmin, qmax, nq, spacing)
+    settings = CurveSettings(dq=dq_percent / 100.0, scale=scale, background=background)
+except ValueError as exc:
+    problems.append(f"Q grid or instrument: {exc}")
+
+if not problems:
+    r = film_reflectivity(film, q, settings)
+    z, sld, isld = film_profile(film)
+    curves = [("slab model (Névot–Croce)", q, r)]
+    if graded:
+        r_graded = graded_reflectivity(film, q, settings)
+        curves.append(("graded SLD profile", q, r_graded))
+    st.session_state[LAST_GOOD] = dict(film=film, q=q, r=r, z=z, sld=sld, isld=isld, curves=curves)
+else:
+    for problem in problems:
+        st.error(problem, icon="⚠️")
+
+last = st.session_state.get(LAST_GOOD)
+if last is None:
+    st.stop()
+if problems:
+    charts.warning("Showing the last valid curve until the input below is fixed.")
+
+warnings = roughness_warnings(last["film"])
+if warnings:
+    text = (
+        "Névot–Croce roughness is approximate where roughness exceeds 20 Å or a third of an adjacent layer: "
+        + ", ".join(warnings) + "."
+    )
+    if len(last["curves"]) > 1:
+        r_nc, r_gr = last["curves"][0][2], last["curves"][1][2]
+        worst = float(np.max(np.abs(np.log10(r_gr / r_nc))))
+        text += f" Here the graded-profile curve differs by up to {worst:.2f} decades."
+    else:
+        text += " Turn on 'Also show R computed from the SLD profile' to see the difference."
+    charts.info(text)
+
+with charts:
+    left, right = st.columns(2)
+    left.plotly_chart(reflectivity_figure(last["curves"], rq4=rq4), key="explorer_reflectivity")
+    right.plotly_chart(sld_figure(last["z"], last["sld"], last["isld"]), key="explorer_sld")
+    d1, d2, d3 = st.columns(3)
+    d1.download_button("Download curve (CSV: Q,R)", csv_text(["Q", "R"], [last["q"], last["r"]]),
+                       file_name="curve.csv", mime="text/csv")
+    d2.download_button("Download profile (CSV: z,sld)", csv_text(["z", "sld"], [last["z"], last["sld"]]),
+                       file_name="profile.csv", mime="text/csv")
+    d3.download_button("Download film (JSON)", last["film"].to_json(), file_name="film.json", mime="application/json")

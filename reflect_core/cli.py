@@ -1,0 +1,104 @@
+"""``python -m reflect_core``: every capability as a command (DESIGN.md).
+
+Errors are one clear line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .data_io import CurveError, csv_text, q_grid, read_curve
+from .film import FilmError, load_film
+from .profile import DEFAULT_PROFILE_POINTS
+from .reflectivity import QError
+from .simulate import PYREFLECT_DQ, CurveSettings, film_profile, film_reflectivity
+
+
+class CliError(Exception):
+    """A user error: printed as one line, exit status 2."""
+
+
+def _write(path: str, text: str) -> None:
+    try:
+        Path(path).write_text(text)
+    except OSError as exc:
+        raise CliError(f"cannot write {path}: {exc.strerror}") from None
+
+
+def _film(path: str):
+    try:
+        return load_film(path)
+    except FilmError as exc:
+        raise CliError(f"{path}: {exc}") from None
+
+
+def cmd_simulate(args) -> None:
+    film = _film(args.film)
+    dq_abs = None
+    dq = args.dq
+    if args.q_file:
+        curve = read_curve(args.q_file)
+        q = curve.q
+        if curve.dq is not None and args.dq is None:
+            dq_abs = curve.dq
+    else:
+        q = q_grid(args.qmin, args.qmax, args.nq, args.spacing)
+    settings = CurveSettings(dq=PYREFLECT_DQ if dq is None else dq, scale=args.scale, background=args.bkg)
+    r = film_reflectivity(film, q, settings, dq_abs=dq_abs)
+    _write(args.out, csv_text(["Q", "R"], [q, r]))
+
+
+def cmd_profile(args) -> None:
+    film = _film(args.film)
+    if args.npoints < 2:
+        raise CliError(f"--npoints must be at least 2, got {args.npoints}")
+    z, sld, isld = film_profile(film, args.npoints)
+    _write(args.out, csv_text(["z", "sld"], [z, sld]))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m reflect_core",
+        description="Neutron reflectometry from the command line. Units: Q in 1/Å, "
+        "SLD in 1e-6/Å², thickness, roughness and z in Å. Layers substrate first.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sim = sub.add_parser("simulate", help="reflectivity of a film → CSV with columns Q,R")
+    sim.add_argument("film", help="film JSON (own format or a pyreflect-interface export)")
+    sim.add_argument("--qmin", type=float, default=0.0081, help="smallest Q, 1/Å (default 0.0081)")
+    sim.add_argument("--qmax", type=float, default=0.1975, help="largest Q, 1/Å (default 0.1975)")
+    sim.add_argument("--nq", type=int, default=308, help="number of Q points (default 308)")
+    sim.add_argument("--spacing", choices=("log", "linear"), default="log", help="Q spacing (default log)")
+    sim.add_argument(
+        "--q-file",
+        help="take Q from a text file: 1 column Q; 2-3 columns Q,R[,dR]; 4 columns Q,R,dR,dQ "
+        "(dQ = per-point FWHM in 1/Å, used unless --dq is given)",
+    )
+    sim.add_argument(
+        "--dq", type=float, default=None, help=f"resolution FWHM as a fraction of Q (default {PYREFLECT_DQ})"
+    )
+    sim.add_argument("--bkg", type=float, default=0.0, help="constant background added to R (default 0)")
+    sim.add_argument("--scale", type=float, default=1.0, help="scale factor on R (default 1)")
+    sim.add_argument("--out", required=True, help="output CSV path")
+    sim.set_defaults(run=cmd_simulate)
+
+    prof = sub.add_parser("profile", help="SLD profile of a film → CSV with columns z,sld")
+    prof.add_argument("film", help="film JSON")
+    prof.add_argument("--npoints", type=int, default=DEFAULT_PROFILE_POINTS, help="number of z points (default 900)")
+    prof.add_argument("--out", required=True, help="output CSV path")
+    prof.set_defaults(run=cmd_profile)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.run(args)
+    except (CliError, CurveError, FilmError, QError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0

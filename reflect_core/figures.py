@@ -1,0 +1,54 @@
+"""Plotly figures of curves and profiles, with units on every axis."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+
+Q_LABEL = "Q (Å⁻¹)"
+SLD_LABEL = "SLD (10⁻⁶ Å⁻²)"
+Z_LABEL = "z (Å), from the substrate's top interface"
+
+
+def _layout(fig: go.Figure, x_title: str, y_title: str, log_y: bool = False) -> go.Figure:
+    fig.update_layout(
+        margin=dict(l=60, r=20, t=30, b=50),
+        height=380,
+        legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0),
+        xaxis_title=x_title,
+        yaxis_title=y_title,
+        template="plotly_white",
+    )
+    if log_y:
+        fig.update_yaxes(type="log", exponentformat="power")
+    return fig
+
+
+def reflectivity_figure(curves: list[tuple[str, np.ndarray, np.ndarray]], rq4: bool = False, data=None) -> go.Figure:
+    """``curves``: (label, Q, R). ``rq4`` plots R·Q⁴; ``data`` is an optional Curve with error bars."""
+    fig = go.Figure()
+    factor = (lambda q: q**4) if rq4 else (lambda q: 1.0)
+    if data is not None and data.r is not None:
+        keep = data.r > 0  # log axis: non-positive points cannot be drawn
+        fig.add_trace(
+            go.Scatter(
+                x=data.q[keep],
+                y=data.r[keep] * factor(data.q[keep]),
+                error_y=None if data.dr is None else dict(array=data.dr[keep] * factor(data.q[keep]), thickness=1),
+                mode="markers",
+                marker=dict(size=4, color="black"),
+                name="data",
+            )
+        )
+    for i, (label, q, r) in enumerate(curves):
+        fig.add_trace(
+            go.Scatter(x=q, y=r * factor(q), mode="lines", name=label, line=dict(dash="dash" if i else "solid"))
+        )
+    return _layout(fig, Q_LABEL, "R·Q⁴ (Å⁻⁴)" if rq4 else "R", log_y=True)
+
+
+def sld_figure(z: np.ndarray, sld: np.ndarray, isld: np.ndarray | None = None, label: str = "SLD") -> go.Figure:
+    fig = go.Figure(go.Scatter(x=z, y=sld, mode="lines", name=label))
+    if isld is not None and np.any(isld != 0):
+        fig.add_trace(go.Scatter(x=z, y=isld, mode="lines", name="iSLD (absorption)", line=dict(dash="dot")))
+    return _layout(fig, Z_LABEL, SLD_LABEL)

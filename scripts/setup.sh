@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Creates .venv and installs everything the app, the tests and the benchmarks need.
+# Usage: scripts/setup.sh [--test]   (--test also installs Debian's chromium for browser tests)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3.11}
+command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+PIP=".venv/bin/python -m pip"
+$PIP install -q --upgrade pip
+# torch first and pinned: an unpinned torch pulls several GB of CUDA wheels.
+$PIP install -q torch==2.13.0
+$PIP install -q -r requirements.txt -r requirements-pyreflect.txt -r requirements-dev.txt
+$PIP install -q --no-deps pyreflect-nr==1.4.6
+
+if [ "${1:-}" = "--test" ] && ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  fi
+fi

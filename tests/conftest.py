@@ -1,0 +1,35 @@
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+SHARED_DATA = ROOT.parent / "shared" / "data" / "REFL_212592_reduced.txt"
+DEFAULT_Q = np.geomspace(0.0081, 0.1975, 308)
+
+
+def random_stacks(rng, n_films, n_layers, sld=(-1.0, 7.0), thickness=(5.0, 200.0), roughness=(0.0, 15.0),
+                  absorbing_fraction=0.5):
+    """Random films (beam frame, substrate first): absorption in about half the
+    layers, substrates above and below the ambient (so some Q are below the
+    critical edge), ambients of air or D2O."""
+    st = np.zeros((n_films, n_layers, 4))
+    st[:, :, 0] = rng.uniform(*sld, (n_films, n_layers))
+    st[:, :, 1] = rng.uniform(0, 0.5, (n_films, n_layers)) * (rng.random((n_films, n_layers)) < absorbing_fraction)
+    st[:, :, 2] = rng.uniform(*thickness, (n_films, n_layers))
+    st[:, :, 3] = rng.uniform(*roughness, (n_films, n_layers))
+    st[:, -1, :] = 0.0
+    st[:, -1, 0] = rng.choice([0.0, 6.36], n_films)
+    return st
+
+
+@pytest.fixture
+def shared_data_path():
+    if not SHARED_DATA.exists():
+        pytest.skip("../shared/data is not present on this machine")
+    return SHARED_DATA

@@ -1,0 +1,126 @@
+"""python -m reflect_core simulate / profile, as a user runs them."""
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import ROOT
+from reflect_core.cli import main
+from reflect_core.presets import DEFAULT_FILM
+from reflect_core.simulate import CurveSettings, film_reflectivity
+
+
+@pytest.fixture
+def film_file(tmp_path):
+    path = tmp_path / "film.json"
+    path.write_text(DEFAULT_FILM.to_json())
+    return path
+
+
+def read_csv(path):
+    with open(path, newline="") as handle:
+        rows = list(csv.reader(handle))
+    return rows[0], np.array(rows[1:], dtype=float)
+
+
+def test_simulate_writes_q_r_csv(film_file, tmp_path):
+    out = tmp_path / "curve.csv"
+    assert main(["simulate", str(film_file), "--nq", "50", "--dq", "0.03", "--out", str(out)]) == 0
+    header, data = read_csv(out)
+    assert header == ["Q", "R"] and data.shape == (50, 2)
+    q = np.geomspace(0.0081, 0.1975, 50)
+    np.testing.assert_allclose(data[:, 0], q, rtol=1e-9)
+    np.testing.assert_allclose(data[:, 1], film_reflectivity(DEFAULT_FILM, q, CurveSettings(dq=0.03)), rtol=1e-8)
+
+
+def test_simulate_linear_spacing_background_scale(film_file, tmp_path):
+    out = tmp_path / "c.csv"
+    main(["simulate", str(film_file), "--qmin", "0.01", "--qmax", "0.1", "--nq", "10", "--spacing", "linear",
+          "--bkg", "1e-6", "--scale", "0.9", "--dq", "0", "--out", str(out)])
+    _, data = read_csv(out)
+    np.testing.assert_allclose(np.diff(data[:, 0]), 0.01, rtol=1e-6)
+    plain = film_reflectivity(DEFAULT_FILM, data[:, 0], CurveSettings(dq=0))
+    np.testing.assert_allclose(data[:, 1], 0.9 * plain + 1e-6, rtol=1e-8)
+
+
+def test_q_file_four_columns_uses_its_dq(film_file, tmp_path):
+    qfile = tmp_path / "data.txt"
+    q = np.geomspace(0.01, 0.15, 30)
+    dq = 0.05 * q
+    np.savetxt(qfile, np.column_stack([q, np.ones_like(q), np.ones_like(q), dq]), header="Q R dR dQ")
+    out_file, out_const = tmp_path / "a.csv", tmp_path / "b.csv"
+    main(["simulate", str(film_file), "--q-file", str(qfile), "--out", str(out_file)])
+    main(["simulate", str(film_file), "--q-file", str(qfile), "--dq", "0.05", "--out", str(out_const)])
+    a, b = read_csv(out_file)[1], read_csv(out_const)[1]
+    np.testing.assert_allclose(a, b, rtol=1e-10)  # per-point FWHM 5 % of Q == dq/Q 0.05
+
+
+def test_q_file_single_column_comma_separated(film_file, tmp_path):
+    qfile = tmp_path / "q.csv"
+    qfile.write_text("# my Q values\n0.01,\n0.02\n0.05\n")
+    out = tmp_path / "c.csv"
+    assert main(["simulate", str(film_file), "--q-file", str(qfile), "--out", str(out)]) == 0
+    assert read_csv(out)[1].shape == (3, 2)
+
+
+def test_real_measured_file(film_file, tmp_path, shared_data_path):
+    out = tmp_path / "c.csv"
+    assert main(["simulate", str(film_file), "--q-file", str(shared_data_path), "--out", str(out)]) == 0
+    _, data = read_csv(out)
+    assert data.shape[0] > 400 and np.all(np.isfinite(data))
+
+
+def test_pyreflect_export_and_profile(tmp_path):
+    export = tmp_path / "export.json"
+    export.write_text(json.dumps({"params": {"layers": json.loads(DEFAULT_FILM.to_json())["layers"]}, "result": {}}))
+    out = tmp_path / "p.csv"
+    assert main(["profile", str(export), "--npoints", "200", "--out", str(out)]) == 0
+    header, data = read_csv(out)
+    assert header == ["z", "sld"] and data.shape == (200, 2)
+    assert abs(data[0, 1] - 2.07) < 1e-3
+
+
+@pytest.mark.parametrize(
+    "content, args, message",
+    [
+        ("{", [], "not valid JSON"),
+        ('{"layers": [{"sld": 1}, {"sld": 1, "thickness": -2}, {"sld": 0}]}', [], "thickness"),
+        (None, ["--qmin", "0.2", "--qmax", "0.1"], "Q min"),
+        (None, ["--nq", "1"], "at least 2"),
+        (None, ["--dq", "-1"], "dq"),
+    ],
+)
+def test_errors_are_one_line_and_exit_2(tmp_path, film_file, content, args, message):
+    path = film_file
+    if content is not None:
+        path = tmp_path / "bad.json"
+        path.write_text(content)
+    proc = subprocess.run(
+        [sys.executable, "-m", "reflect_core", "simulate", str(path), *args, "--out", str(tmp_path / "o.csv")],
+        capture_output=True, text=True, cwd=ROOT,
+    )
+    assert proc.returncode == 2
+    assert message in proc.stderr and proc.stderr.count("\n") == 1
+    assert "Traceback" not in proc.stderr
+
+
+def test_missing_and_bad_q_files(tmp_path, film_file):
+    bad = tmp_path / "q.txt"
+    for text, message in [("0.01 1\n-0.02 1\n", "Q ≤ 0"), ("0.01 nan\n", "non-finite"), ("0.01 1\n0.02\n", "columns"),
+                          ("abc\n", "not numbers"), ("# only\n", "no data")]:
+        bad.write_text(text)
+        assert main(["simulate", str(film_file), "--q-file", str(bad), "--out", str(tmp_path / "o.csv")]) == 2
+    assert main(["simulate", str(tmp_path / "nope.json"), "--out", str(tmp_path / "o.csv")]) == 2
+
+
+def test_help_lists_commands():
+    proc = subprocess.run([sys.executable, "-m", "reflect_core", "--help"], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0 and "simulate" in proc.stdout and "profile" in proc.stdout
+    proc = subprocess.run([sys.executable, "-m", "reflect_core", "simulate", "--help"], capture_output=True,
+                          text=True, cwd=ROOT)
+    assert "--q-file" in proc.stdout and "FWHM" in proc.stdout

@@ -1,0 +1,16 @@
+"""The sidebar every page shares: what this installation can and cannot do."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from reflect_core.engines import engine_statuses
+
+from .config import app_config
+
+
+def render_engine_status() -> None:
+    with st.sidebar.expander("Engines and services", expanded=True):
+        for status in engine_statuses(app_config()):
+            icon = "✅" if status.available else "⚪"
+            st.markdown(f"{icon} **{status.name}**: {status.detail}")
