@@ -25,7 +25,7 @@ film_editor.ensure_film()
 charts = st.container()
 
 # --- film sources: presets, upload, undo --------------------------------------------------------
-with st.expander("Presets, upload and download", expanded=False):
+with st.expander("Presets and film upload", expanded=False):
     left, right = st.columns(2)
     with left:
         preset = st.selectbox("Preset", list(PRESETS), key=seed("explorer_preset", next(iter(PRESETS))))

@@ -16,8 +16,8 @@ import numpy as np
 
 LAYER_FIELDS = ("sld", "isld", "thickness", "roughness")
 FIELD_UNITS = {
-    "sld": "1e-6 Å⁻²",
-    "isld": "1e-6 Å⁻²",
+    "sld": "10⁻⁶ Å⁻²",
+    "isld": "10⁻⁶ Å⁻²",
     "thickness": "Å",
     "roughness": "Å",
 }

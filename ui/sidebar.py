@@ -12,5 +12,5 @@ from .config import app_config
 def render_engine_status() -> None:
     with st.sidebar.expander("Engines and services", expanded=True):
         for status in engine_statuses(app_config()):
-            icon = "✅" if status.available else "⚪"
+            icon = ":material/check_circle:" if status.available else ":material/radio_button_unchecked:"
             st.markdown(f"{icon} **{status.name}**: {status.detail}")
