@@ -6,11 +6,21 @@ Errors are one clear line on stderr and exit status 2.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
+from .arrays import load_npy, load_training_arrays
 from .data_io import CurveError, csv_text, q_grid, read_curve
 from .film import FilmError, load_film
+from .generate import NR_FILE, SLD_FILE, dataset_from_dict, generate
+from .job_protocol import PrintReporter
+from .model_store import ModelLoadError
+from .pipeline import train_on_arrays, validate_spec
+from .predict import predict
+from .training import CHECKPOINT
 from .profile import DEFAULT_PROFILE_POINTS
 from .reflectivity import QError
 from .simulate import PYREFLECT_DQ, CurveSettings, film_profile, film_reflectivity
@@ -58,6 +68,44 @@ def cmd_profile(args) -> None:
     _write(args.out, csv_text(["z", "sld"], [z, sld]))
 
 
+def _json_file(path: str) -> dict:
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise CliError(f"{path}: not valid JSON ({exc})") from None
+
+
+def cmd_generate(args) -> None:
+    config = dataset_from_dict(_json_file(args.config))
+    out = generate(config, args.out, PrintReporter())
+    print(f"wrote {config.n} curves to {out}/{NR_FILE} and {SLD_FILE}")
+
+
+def cmd_train(args) -> None:
+    spec = validate_spec(_json_file(args.config))
+    out = Path(args.out)
+    data_dir = Path(args.data) if args.data else generate(spec.dataset, out / "data", PrintReporter())
+    nr, sld = load_training_arrays(data_dir / NR_FILE, data_dir / SLD_FILE)
+    summary = train_on_arrays(nr, sld, spec, out, PrintReporter(), checkpoint=out / CHECKPOINT)
+    print(json.dumps(summary, indent=1))
+
+
+def cmd_predict(args) -> None:
+    nr = load_npy(args.nr, "curves")
+    _write_npy(args.out, predict(args.model_dir, nr, resample=args.resample))
+
+
+def _write_npy(path: str, array) -> None:
+    try:
+        np.save(path, array)
+    except OSError as exc:
+        raise CliError(f"cannot write {path}: {exc.strerror}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m reflect_core",
@@ -90,6 +138,25 @@ def build_parser() -> argparse.ArgumentParser:
     prof.add_argument("--npoints", type=int, default=DEFAULT_PROFILE_POINTS, help="number of z points (default 900)")
     prof.add_argument("--out", required=True, help="output CSV path")
     prof.set_defaults(run=cmd_profile)
+
+    gen = sub.add_parser("generate", help="synthetic training set → nr_train.npy, sld_train.npy (pyreflect format)")
+    gen.add_argument("config", help="JSON: film, bounds [{i, par, bounds}], n, seed, qmin, qmax, nq, dq, "
+                                    "n_profile, noise, exact (see README)")
+    gen.add_argument("--out", required=True, help="output directory")
+    gen.set_defaults(run=cmd_generate)
+
+    train = sub.add_parser("train", help="train an NR→SLD model → MODEL_DIR (model.pt + model.json)")
+    train.add_argument("config", help="job spec JSON: {dataset, model, training} (see README)")
+    train.add_argument("--out", required=True, help="model directory to write")
+    train.add_argument("--data", help="use arrays from this directory (from `generate`) instead of generating")
+    train.set_defaults(run=cmd_train)
+
+    pred = sub.add_parser("predict", help="SLD profiles for NR curves with a saved model")
+    pred.add_argument("model_dir", help="a model directory written by `train` or the app")
+    pred.add_argument("--nr", required=True, help="curves .npy, shape (N, 2, L) with rows [Q, R]")
+    pred.add_argument("--out", required=True, help="output .npy, shape (N, 2, M) with rows [z, SLD]")
+    pred.add_argument("--resample", action="store_true", help="interpolate curves on another Q grid onto the model's")
+    pred.set_defaults(run=cmd_predict)
     return parser
 
 
@@ -98,7 +165,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         args.run(args)
-    except (CliError, CurveError, FilmError, QError, ValueError) as exc:
+    except (CliError, CurveError, FilmError, QError, ModelLoadError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

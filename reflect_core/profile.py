@@ -50,7 +50,7 @@ def _erf_profile(stacks, z_int, z, column, integrated, out):  # pragma: no cover
             step = stacks[b, k + 1, column] - stacks[b, k, column]
             sigma = stacks[b, k, 3]
             dz = z[j] - z_int[b, k]
-            if sigma > 0.0:
+            if sigma > 0.0 and abs(dz) < 8.0 * sigma:  # beyond 8σ, erf is 1 to 1e-15
                 u = dz / sigma
                 cdf = 0.5 * (1.0 + math.erf(u * inv_sqrt2))
                 if integrated:

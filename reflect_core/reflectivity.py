@@ -55,8 +55,9 @@ def reflectivity(
     q = check_q(q)
     plan = smearing_plan(q, resolution_fwhm(q, dq, dq_abs), points_per_sigma)
     if plan.smeared:
-        nodes = plan.nodes_for(stacks)
-        r = plan.smear(nodes, parratt(nodes, stacks))
+        films, extra = plan.edge_nodes(stacks)
+        r_extra = parratt(extra, stacks[films]) if films.size else extra
+        r = plan.smear(parratt(plan.q_fine, stacks), films, extra, r_extra)
     else:
         r = parratt(q, stacks)
     scale = np.asarray(scale, dtype=float).reshape(-1, 1)

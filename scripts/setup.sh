@@ -13,6 +13,8 @@ $PIP install -q --upgrade pip
 $PIP install -q torch==2.13.0
 $PIP install -q -r requirements.txt -r requirements-pyreflect.txt -r requirements-dev.txt
 $PIP install -q --no-deps pyreflect-nr==1.4.6
+# The library itself, editable, so `python -m reflect_core` works from any folder.
+$PIP install -q --no-deps --no-build-isolation -e .
 
 if [ "${1:-}" = "--test" ] && ! command -v chromium >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ]; then
