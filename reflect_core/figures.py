@@ -52,3 +52,29 @@ def sld_figure(z: np.ndarray, sld: np.ndarray, isld: np.ndarray | None = None, l
     if isld is not None and np.any(isld != 0):
         fig.add_trace(go.Scatter(x=z, y=isld, mode="lines", name="iSLD (absorption)", line=dict(dash="dot")))
     return _layout(fig, Z_LABEL, SLD_LABEL)
+
+
+def loss_figure(train: list, val: list) -> go.Figure:
+    """Per-epoch training and validation loss (normalised MSE), log scale."""
+    epochs = list(range(1, len(train) + 1))
+    fig = go.Figure([go.Scatter(x=epochs, y=train, mode="lines+markers", name="training"),
+                     go.Scatter(x=epochs, y=val, mode="lines+markers", name="validation")])
+    return _layout(fig, "epoch", "loss (MSE of normalised SLD)", log_y=True)
+
+
+def profile_comparison_figure(z: np.ndarray, profiles: list[tuple[str, np.ndarray]]) -> go.Figure:
+    fig = go.Figure([go.Scatter(x=z, y=sld, mode="lines", name=label, line=dict(dash="dash" if i else "solid"))
+                     for i, (label, sld) in enumerate(profiles)])
+    return _layout(fig, Z_LABEL, SLD_LABEL)
+
+
+def parity_figure(true: np.ndarray, pred: np.ndarray, max_points: int = 20000) -> go.Figure:
+    """Predicted vs true SLD values over the test set (subsampled), with the identity line."""
+    true, pred = np.ravel(true), np.ravel(pred)
+    if true.size > max_points:
+        pick = np.random.default_rng(0).choice(true.size, max_points, replace=False)
+        true, pred = true[pick], pred[pick]
+    lo, hi = float(min(true.min(), pred.min())), float(max(true.max(), pred.max()))
+    fig = go.Figure([go.Scattergl(x=true, y=pred, mode="markers", marker=dict(size=3, opacity=0.3), name="test values"),
+                     go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="perfect", line=dict(color="black"))])
+    return _layout(fig, "true SLD (10⁻⁶ Å⁻²)", "predicted SLD (10⁻⁶ Å⁻²)")

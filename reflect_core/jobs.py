@@ -18,6 +18,10 @@ reruns, closed browsers and a restarted Streamlit server; anyone can re-attach
 by reading the files. ``tick`` is the whole scheduler: the UI calls it on every
 poll and each worker calls it when it ends, so the queue advances with no
 browser open.
+
+Settings (environment): ``REFLECT_DATA_DIR``, ``REFLECT_MAX_CONCURRENT`` (jobs
+running at once, default 1) and ``REFLECT_HEARTBEAT_TIMEOUT`` (seconds without a
+heartbeat before a running job counts as failed, default 20). Workers inherit them.
 """
 
 from __future__ import annotations

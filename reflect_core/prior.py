@@ -113,3 +113,29 @@ def prior_from_dict(raw: dict) -> Prior:
         raise PriorError("a prior needs a 'film' and a 'bounds' list")
     film = film_from_dict(raw["film"])
     return Prior(film=film, bounds=parse_bounds(raw.get("bounds", []), film))
+
+
+def free_parameters(film: Film) -> list[tuple[int, str]]:
+    """(layer, parameter) pairs that a prior can vary: thickness only inside the stack,
+    roughness of every interface, SLD and absorption of every layer."""
+    last = len(film.layers) - 1
+    pairs = []
+    for i in range(len(film.layers)):
+        for par in LAYER_FIELDS:
+            if (par == "thickness" and i in (0, last)) or (par == "roughness" and i == last):
+                continue
+            pairs.append((i, par))
+    return pairs
+
+
+def suggest_bounds(film: Film, fraction: float = 0.25) -> tuple[Bound, ...]:
+    """±fraction around each thickness, roughness and inner-layer SLD (a starting point to edit)."""
+    last = len(film.layers) - 1
+    bounds = []
+    for i, par in free_parameters(film):
+        value = getattr(film.layers[i], par)
+        if par == "isld" or (par == "sld" and i in (0, last)) or value == 0:
+            continue
+        spread = abs(value) * fraction
+        bounds.append(Bound(i, par, max(value - spread, 0.0) if par != "sld" else value - spread, value + spread))
+    return tuple(bounds)

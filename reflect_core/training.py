@@ -32,7 +32,7 @@ class TrainingError(ValueError):
 
 @dataclass(frozen=True)
 class TrainSettings:
-    epochs: int = 40
+    epochs: int = 25
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 1e-5

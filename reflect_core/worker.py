@@ -25,10 +25,10 @@ HEARTBEAT_INTERVAL_S = 1.0
 PROGRESS_MIN_INTERVAL_S = 0.5  # throttles log and in-phase updates; the heartbeat writes any left over
 LOG_TAIL_LINES = 50
 
-_EMPTY_PROGRESS = {
-    "phase": "", "done": 0, "total": 0, "epoch": 0, "epochs_total": 0,
-    "train_loss": [], "val_loss": [], "log_tail": [], "heartbeat": None,
-}
+
+def _empty_progress() -> dict:
+    return {"phase": "", "done": 0, "total": 0, "epoch": 0, "epochs_total": 0,
+            "train_loss": [], "val_loss": [], "log_tail": [], "heartbeat": None}
 
 
 class FileReporter:
@@ -41,7 +41,7 @@ class FileReporter:
     def __init__(self, run_dir: Path):
         self._progress_path = run_dir / jobs.PROGRESS
         self._log_path = run_dir / jobs.LOG
-        self._progress = {**_EMPTY_PROGRESS, **(read_json(self._progress_path) or {})}
+        self._progress = {**_empty_progress(), **(read_json(self._progress_path) or {})}
         self._lock = threading.Lock()
         self._written_at = 0.0
 
@@ -142,11 +142,11 @@ def run_pipeline(claimed: jobs.Claim, reporter: FileReporter, control: FileContr
 
         result = run_job(claimed.spec, claimed.run_dir, reporter, control)
         json.dumps(result)  # the result summary goes into state.json
-    except Paused:
-        reporter.log("paused: checkpoint saved")
+    except Paused as exc:
+        reporter.log(f"paused: {exc}")
         return {"outcome": "paused"}
-    except Stopped:
-        reporter.log("stopped")
+    except Stopped as exc:
+        reporter.log(f"stopped: {exc}")
         return {"outcome": "stopped"}
     except Exception as exc:
         reporter.log(traceback.format_exc().rstrip())
@@ -155,18 +155,18 @@ def run_pipeline(claimed: jobs.Claim, reporter: FileReporter, control: FileContr
     return {"outcome": "completed", "result": result}
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
+def main() -> int:
+    if len(sys.argv) != 2:
         print("usage: python -m reflect_core.worker RUN_DIR", file=sys.stderr)
         return 2
     try:
-        claimed = jobs.claim(Path(args[0]))
+        claimed = jobs.claim(Path(sys.argv[1]))
     except (jobs.JobError, StorageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     reporter = FileReporter(claimed.run_dir)
     control = FileControl(claimed.run_dir)
+    # Only a flag: a handler that wrote files could deadlock on the reporter's lock.
     signal.signal(signal.SIGTERM, lambda signum, frame: control.force_stop())
     reporter.log(f"attempt {claimed.attempt} started (worker pid {os.getpid()})")
     heartbeat = Heartbeat(reporter, claimed)

@@ -1,7 +1,9 @@
-"""Widget values that survive switching pages.
+"""Widget values that survive switching pages, and values shared between pages.
 
 Streamlit forgets a widget's key when a page without that widget runs, so each
-persistent widget is seeded from a shadow copy that nothing deletes.
+persistent widget is seeded from a shadow copy that nothing deletes. Widgets on
+different pages never share a key (Streamlit resets a key that another page's
+widget used); they share a value by naming the same shadow (``name``).
 """
 
 from __future__ import annotations
@@ -11,19 +13,14 @@ import streamlit as st
 _SHADOW = "_keep_"
 
 
-def seed(key: str, default):
+def seed(key: str, default, name: str | None = None):
     """Call before creating the widget with ``key``; returns the key."""
     if key not in st.session_state:
-        st.session_state[key] = st.session_state.get(_SHADOW + key, default)
+        st.session_state[key] = st.session_state.get(_SHADOW + (name or key), default)
     return key
 
 
-def keep(key: str, value):
-    """Call after the widget ran: remember its value for the next visit."""
-    st.session_state[_SHADOW + key] = value
+def keep(name: str, value):
+    """Call after the widget ran: remember its value for the next visit (and other pages)."""
+    st.session_state[_SHADOW + name] = value
     return value
-
-
-def forget(key: str) -> None:
-    st.session_state.pop(key, None)
-    st.session_state.pop(_SHADOW + key, None)

@@ -1,0 +1,161 @@
+"""Train: a synthetic dataset from the explorer's film and a prior, a network, a background job."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from reflect_core import jobs
+from reflect_core.estimates import dataset_bytes, generation_seconds, model_size, training_seconds
+from reflect_core.film import FilmError
+from reflect_core.generate import DatasetError, dataset_from_dict
+from reflect_core.models import ARCHITECTURES, ModelError, settings_from_dict
+from reflect_core.pipeline import SpecError, validate_spec
+from reflect_core.simulate import PYREFLECT_DQ
+from reflect_core.training import OPTIMIZERS, TrainingError, train_settings_from_dict
+from ui import film_editor
+from ui.bounds_editor import render_bounds_editor
+from ui.job_monitor import SELECTED, choose_run, render_monitor
+from ui.run_results import render_results
+from ui.state import keep, seed
+
+OWNER = "local"  # single-user mode; accounts come with login
+
+
+def number(where, label, key, default, **kwargs):
+    """A number input in ``where`` whose value survives page switches."""
+    return keep(key, where.number_input(label, key=seed(key, default), **kwargs))
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _generation_estimate(dataset: dict) -> float:
+    return generation_seconds(dataset_from_dict(dataset))
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _training_estimate(model: dict, training: dict, n_train: int, n_q: int, n_z: int) -> tuple[float, int, int]:
+    settings = settings_from_dict(model)
+    params, size = model_size(settings, n_q, n_z)
+    return training_seconds(settings, train_settings_from_dict(training), n_train, n_q, n_z), params, size
+
+
+st.title("Train an NR → SLD network")
+st.caption("Curves are generated from the explorer's film with the parameters you let vary, then a network learns "
+           "to map each curve to its SLD profile. The job runs in a separate process: it keeps going if you "
+           "leave this page, close the browser or restart the app.")
+film_editor.ensure_film()
+try:
+    film = film_editor.current_film()
+except FilmError as exc:
+    st.error(f"The explorer's film is not valid, so there is nothing to train on: {exc}")
+    st.stop()
+
+# --- dataset ---------------------------------------------------------------------------------------
+st.header("1. Training data")
+st.markdown(f"Film: **{len(film.layers)} layers** from the explorer ({film.layers[0].name} … {film.layers[-1].name}, "
+            f"beam from the {film.beam_from}). Tick the parameters to vary and set their ranges.")
+bounds = render_bounds_editor(film)
+c = st.columns(4)
+n_curves = number(c[0], "Curves", "train_n", 5000, min_value=10, max_value=100_000, step=1000,
+                  help="Number of synthetic curves (train + validation + test).")
+data_seed = number(c[1], "Seed", "train_data_seed", 0, min_value=0, step=1, help="Same seed, same curves.")
+sampler = keep("train_sampler", c[2].selectbox("Sampling", ["latin_hypercube", "uniform"],
+                                               key=seed("train_sampler", "latin_hypercube")))
+n_profile = number(c[3], "Profile points", "train_n_profile", 900, min_value=50, max_value=5000, step=50,
+                   help="Points of each SLD label on one z grid for the whole dataset.")
+c = st.columns(4)
+# The explorer's Q grid and resolution, shared both ways.
+qmin = keep("qmin", c[0].number_input("Q min (Å⁻¹)", key=seed("train_qmin", 0.0081, "qmin"), format="%.4f",
+                                      step=0.001))
+qmax = keep("qmax", c[1].number_input("Q max (Å⁻¹)", key=seed("train_qmax", 0.1975, "qmax"), format="%.4f",
+                                      step=0.01))
+nq = keep("nq", c[2].number_input("Q points", key=seed("train_nq", 308, "nq"), min_value=2, max_value=20000))
+dq_percent = keep("dq_percent", c[3].number_input("dQ/Q (FWHM, %)", key=seed("train_dq", 100 * PYREFLECT_DQ,
+                                                                               "dq_percent"),
+                                                  format="%.4f", step=0.5))
+c = st.columns([1, 1, 1, 2])
+noisy = keep("train_noise", c[0].toggle("Counting noise", key=seed("train_noise", False),
+                                        help="Poisson noise as in a measurement: a point of reflectivity R gets "
+                                             "√(R·N₀)/N₀ error."))
+counts = c[1].number_input("N₀: counts at R = 1", key=seed("train_counts", 1e7), format="%.2e", disabled=not noisy)
+background = c[2].number_input("Background (R units)", key=seed("train_bkg", 0.0), format="%.2e", step=1e-7,
+                               disabled=not noisy)
+keep("train_counts", counts), keep("train_bkg", background)
+exact = keep("train_exact", c[3].toggle(
+    "Exact pairs (R from the label profile)", key=seed("train_exact", False),
+    help="Default: curves from the slab model (Névot–Croce), about 1 % median from the curve of their own label "
+         "profile on the default prior, more where interfaces are very rough. Exact: each curve is computed from "
+         "its label profile itself (microslabs), about 20× slower to generate."))
+
+dataset = {"prior": {"film": film.to_dict(), "bounds": bounds}, "n": int(n_curves), "seed": int(data_seed),
+           "sampler": sampler, "qmin": qmin, "qmax": qmax, "nq": int(nq), "dq": dq_percent / 100,
+           "n_profile": int(n_profile), "exact": exact,
+           "noise": {"counts_at_unity": counts, "background": background} if noisy else None}
+try:
+    dataset_config = dataset_from_dict(dataset)
+except DatasetError as exc:
+    st.error(str(exc))
+    st.stop()
+with st.spinner("Estimating…"):
+    gen_s = _generation_estimate(dataset)
+st.caption(f"On disk: {dataset_bytes(dataset_config) / 1e6:,.1f} MB (float32 .npy, pyreflect format). "
+           f"Estimated generation time here: {gen_s:,.0f} s.")
+
+# --- model and training -------------------------------------------------------------------------------
+st.header("2. Network and training")
+c = st.columns(5)
+arch = keep("train_arch", c[0].selectbox("Architecture", ARCHITECTURES, key=seed("train_arch", "compact_cnn"),
+                                         format_func={"compact_cnn": "compact CNN (CPU-friendly)",
+                                                      "pyreflect_cnn": "pyreflect CNN (155 M, GPU)"}.get))
+layers = number(c[1], "Conv layers", "train_layers", 4 if arch == "compact_cnn" else 12, min_value=1, max_value=20)
+channels = number(c[2], "Channels", "train_channels", 32, min_value=1, max_value=512, disabled=arch != "compact_cnn")
+hidden = number(c[3], "Dense width", "train_hidden", 256, min_value=8, max_value=8192, disabled=arch != "compact_cnn")
+dropout = number(c[4], "Dropout", "train_dropout", 0.05, min_value=0.0, max_value=0.9, step=0.05, format="%.2f")
+c = st.columns(5)
+epochs = number(c[0], "Epochs", "train_epochs", 25, min_value=1, max_value=1000)
+batch = number(c[1], "Batch size", "train_batch", 64, min_value=1, max_value=512)
+lr = number(c[2], "Learning rate", "train_lr", 1e-3, min_value=1e-7, max_value=1.0, format="%.1e")
+weight_decay = number(c[3], "Weight decay", "train_wd", 1e-5, min_value=0.0, max_value=1.0, format="%.1e")
+optimizer = keep("train_opt", c[4].selectbox("Optimizer", OPTIMIZERS, key=seed("train_opt", "adamw")))
+c = st.columns(5)
+val_fraction = number(c[0], "Validation fraction", "train_val", 0.1, min_value=0.01, max_value=0.49, step=0.05)
+test_fraction = number(c[1], "Test fraction", "train_test", 0.1, min_value=0.01, max_value=0.49, step=0.05,
+                       help="Held out until the end: never used for training, normalisation or model selection.")
+train_seed = number(c[2], "Training seed", "train_seed", 0, min_value=0)
+patience = number(c[3], "Early stopping (epochs)", "train_patience", 8, min_value=0,
+                  help="Stop after this many epochs without validation improvement; 0 = never.")
+checkpoint_every = number(c[4], "Checkpoint every (epochs)", "train_ckpt", 5, min_value=0)
+
+model = {"arch": arch, "layers": int(layers), "channels": int(channels), "hidden": int(hidden),
+         "dropout": float(dropout)}
+training = {"epochs": int(epochs), "batch_size": int(batch), "lr": float(lr), "weight_decay": float(weight_decay),
+            "optimizer": optimizer, "val_fraction": float(val_fraction), "test_fraction": float(test_fraction),
+            "seed": int(train_seed), "patience": int(patience), "checkpoint_every": int(checkpoint_every)}
+spec = {"kind": "train", "dataset": dataset, "model": model, "training": training}
+try:
+    validate_spec(spec)
+    n_train = int(n_curves * (1 - val_fraction - test_fraction))
+    with st.spinner("Estimating…"):
+        train_s, params, size = _training_estimate(model, training, n_train, int(nq), int(n_profile))
+    st.caption(f"Model: {params:,} parameters ({size / 1e6:,.1f} MB). Estimated training time here: "
+               f"{train_s / 60:,.1f} min for {epochs} epochs (early stopping may end sooner).")
+except (SpecError, ModelError, TrainingError) as exc:
+    st.error(str(exc))
+    st.stop()
+
+with st.form("submit_run", clear_on_submit=False, border=False):
+    c = st.columns([3, 1], vertical_alignment="bottom")
+    run_name = c[0].text_input("Run name (optional)", max_chars=80, placeholder="e.g. polymer on Si, 5k curves")
+    if c[1].form_submit_button("Train", type="primary", width="stretch"):
+        try:
+            run_id = jobs.submit(spec, OWNER, run_name.strip() or None)
+            st.session_state[SELECTED] = run_id
+        except jobs.JobError as exc:
+            st.error(str(exc))
+
+# --- runs ------------------------------------------------------------------------------------------------
+st.header("3. Runs")
+run = choose_run(OWNER)
+if run is not None:
+    render_monitor(run.run_id, run.state)
+    if run.state == "completed":
+        render_results(run.run_dir)

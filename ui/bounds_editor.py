@@ -1,0 +1,74 @@
+"""The prior editor: which film parameters vary during generation, and within what range."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from reflect_core.film import FIELD_UNITS, Film
+from reflect_core.presets import DEFAULT_BOUNDS, DEFAULT_FILM
+from reflect_core.prior import Bound, free_parameters, suggest_bounds
+
+TABLE = "train_bounds_table"
+TABLE_FILM = "train_bounds_film"
+
+
+def _initial_bounds(film: Film) -> dict:
+    same_as_default = [l.name for l in film.layers] == [l.name for l in DEFAULT_FILM.layers]
+    bounds = [Bound(b["i"], b["par"], *b["bounds"]) for b in DEFAULT_BOUNDS] if same_as_default else suggest_bounds(film)
+    return {(b.layer, b.par): b for b in bounds}
+
+
+def _table(film: Film, bounds: dict) -> pd.DataFrame:
+    rows = []
+    for i, par in free_parameters(film):
+        value = getattr(film.layers[i], par)
+        bound = bounds.get((i, par))
+        rows.append({
+            "layer": f"{i}: {film.layers[i].name}", "parameter": f"{par} ({FIELD_UNITS[par]})",
+            "value": value, "vary": bound is not None,
+            "min": bound.lo if bound else value, "max": bound.hi if bound else value,
+        })
+    return pd.DataFrame(rows)
+
+
+def _position(table: pd.DataFrame) -> pd.Series:
+    """Where the film's value sits in [min, max] (0 to 1), for a progress-bar column."""
+    span = (table["max"] - table["min"]).where(lambda s: s > 0)
+    return ((table["value"] - table["min"]) / span).clip(0, 1).fillna(0.5)
+
+
+def render_bounds_editor(film: Film) -> list[dict]:
+    """The bounds the user chose, in pyreflect's ``layer_bound`` form."""
+    signature = film.to_json()
+    if st.session_state.get(TABLE_FILM) != signature:
+        # The film changed in the explorer: keep ranges the user set for parameters that still exist.
+        old = st.session_state.get(TABLE)
+        table = _table(film, _initial_bounds(film))
+        if old is not None and len(old) == len(table) and list(old["parameter"]) == list(table["parameter"]):
+            table[["vary", "min", "max"]] = old[["vary", "min", "max"]].values
+        st.session_state[TABLE], st.session_state[TABLE_FILM] = table, signature
+    table = st.session_state[TABLE].copy()
+    table["value in range"] = _position(table)
+    edited = st.data_editor(
+        table,
+        key="train_bounds_editor",
+        hide_index=True,
+        width="stretch",
+        disabled=["layer", "parameter", "value", "value in range"],
+        column_config={
+            "value": st.column_config.NumberColumn("film value", help="The value in the explorer's film."),
+            "vary": st.column_config.CheckboxColumn("vary", help="Draw this parameter from [min, max]."),
+            "min": st.column_config.NumberColumn("min", format="%.4g"),
+            "max": st.column_config.NumberColumn("max", format="%.4g"),
+            "value in range": st.column_config.ProgressColumn(
+                "film value within range", min_value=0.0, max_value=1.0, format=" ",
+                help="Where the film's own value sits between min and max."),
+        },
+    )
+    st.session_state[TABLE] = edited.drop(columns=["value in range"])
+    bounds = []
+    for (i, par), row in zip(free_parameters(film), edited.itertuples()):
+        if row.vary:
+            bounds.append({"i": i, "par": par, "bounds": [float(row.min), float(row.max)]})
+    return bounds

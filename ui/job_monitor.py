@@ -1,0 +1,118 @@
+"""Live view of the user's training jobs: state, progress, losses, log, controls.
+
+Polled with ``st.fragment(run_every=...)``: each poll also advances the queue and
+detects dead workers (``jobs.tick``), so the page needs no background thread.
+"""
+
+from __future__ import annotations
+
+import time
+
+import streamlit as st
+
+from reflect_core import jobs
+from reflect_core.figures import loss_figure
+
+POLL_SECONDS = 2.0
+SELECTED = "train_selected_run"
+ACTION_LABELS = {"cancel": "Cancel", "pause": "Pause", "resume": "Resume", "stop": "Stop", "retry": "Retry",
+                 "delete": "Delete"}
+ACTION_HELP = {
+    "cancel": "Remove from the queue before it starts.",
+    "pause": "Save a checkpoint now and stop; Resume continues exactly from it.",
+    "resume": "Continue from the last checkpoint, with the same data, split and optimizer state.",
+    "stop": "End now without a checkpoint (the generated data is kept for Retry).",
+    "retry": "Run the same spec again from the start, reusing the generated data.",
+    "delete": "Remove this run and all its files.",
+}
+
+
+def _label(run: jobs.RunInfo) -> str:
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(run.created))
+    return f"{run.name or run.run_id} · {run.state} · {when}"
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else \
+        f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def _progress(run: jobs.RunInfo) -> None:
+    p = run.progress
+    if run.state == "queued":
+        st.info(f"Queued: position {run.queue_position} (at most {jobs.max_concurrent_jobs()} job(s) run at once).")
+        return
+    if p.total:
+        fraction = min(p.done / p.total, 1.0)
+        st.progress(fraction, text=f"{p.phase}: {p.done:,}/{p.total:,}"
+                    + (f" · epoch {p.epoch}/{p.epochs_total}" if p.epochs_total else ""))
+    elif p.phase:
+        st.progress(0.0, text=p.phase)
+    if run.started:
+        end = run.ended or time.time()
+        elapsed = end - run.started
+        text = f"Elapsed {_duration(elapsed)}"
+        if run.state == "running" and p.total and 0 < p.done < p.total:
+            text += f" · about {_duration(elapsed / p.done * (p.total - p.done))} left in {p.phase}"
+        if run.state == "running" and p.heartbeat:
+            text += f" · last heartbeat {time.time() - p.heartbeat:.0f} s ago"
+        st.caption(text)
+
+
+def _controls(run: jobs.RunInfo) -> None:
+    actions = [a for a in ACTION_LABELS if a in run.actions]
+    if run.requested:
+        st.caption(f"{run.requested.capitalize()} requested; the worker acts at the next batch.")
+    columns = st.columns(max(len(actions), 1))
+    for column, action in zip(columns, actions):
+        if column.button(ACTION_LABELS[action], key=f"{action}_{run.run_id}", help=ACTION_HELP[action]):
+            try:
+                getattr(jobs, action)(run.run_id)
+                if action == "delete":
+                    st.session_state.pop(SELECTED, None)
+                st.rerun()
+            except jobs.JobError as exc:
+                st.error(str(exc))
+
+
+def render_run(run: jobs.RunInfo) -> None:
+    state_line = {"failed": st.error, "completed": st.success, "stopped": st.warning, "cancelled": st.warning,
+                  "paused": st.info}.get(run.state)
+    message = f"**{run.state}**" + (f": {run.error}" if run.error else "")
+    (state_line or st.markdown)(message)
+    _progress(run)
+    _controls(run)
+    p = run.progress
+    if p.train_loss:
+        st.plotly_chart(loss_figure(p.train_loss, p.val_loss), key=f"loss_{run.run_id}")
+    if p.log_tail:
+        st.code("\n".join(p.log_tail[-12:]), language=None)
+
+
+def choose_run(owner: str) -> jobs.RunInfo | None:
+    """The run selector (newest first); None when the user has no runs."""
+    jobs.tick()
+    runs = sorted(jobs.list_runs(owner), key=lambda r: r.created, reverse=True)
+    if not runs:
+        st.caption("No training runs yet: submit one above.")
+        return None
+    ids = [r.run_id for r in runs]
+    if st.session_state.get(SELECTED) not in ids:
+        st.session_state[SELECTED] = ids[0]
+    chosen = st.selectbox("Run", ids, format_func=lambda i: _label(runs[ids.index(i)]), key=SELECTED)
+    return runs[ids.index(chosen)]
+
+
+@st.fragment(run_every=POLL_SECONDS)
+def render_monitor(run_id: str, state_when_drawn: str) -> None:
+    """Polls one run; when its state changes, the whole page reruns so results and
+    the run list follow."""
+    jobs.tick()
+    try:
+        run = jobs.get(run_id)
+    except jobs.JobError:
+        st.rerun()
+    if run.state != state_when_drawn:
+        st.rerun()
+    render_run(run)
