@@ -7,8 +7,8 @@ from ui.sidebar import render_engine_status
 st.set_page_config(page_title="Reflectometry ML", page_icon="🧲", layout="wide")
 
 pages = [
-    st.Page("pages/explorer.py", title="Film explorer", icon=":material/show_chart:", default=True),
-    st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
+    st.Page("app_pages/explorer.py", title="Film explorer", icon=":material/show_chart:", default=True),
+    st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),
 ]
 navigation = st.navigation(pages)
 render_engine_status()

@@ -72,14 +72,15 @@ nq = keep("nq", c[2].number_input("Q points", key=seed("train_nq", 308, "nq"), m
 dq_percent = keep("dq_percent", c[3].number_input("dQ/Q (FWHM, %)", key=seed("train_dq", 100 * PYREFLECT_DQ,
                                                                                "dq_percent"),
                                                   format="%.4f", step=0.5))
-c = st.columns([1, 1, 1, 2])
+c = st.columns([1.2, 1, 1, 2])
 noisy = keep("train_noise", c[0].toggle("Counting noise", key=seed("train_noise", False),
                                         help="Poisson noise as in a measurement: a point of reflectivity R gets "
                                              "√(R·N₀)/N₀ error."))
 counts = c[1].number_input("N₀: counts at R = 1", key=seed("train_counts", 1e7), format="%.2e", disabled=not noisy)
 background = c[2].number_input("Background (R units)", key=seed("train_bkg", 0.0), format="%.2e", step=1e-7,
                                disabled=not noisy)
-keep("train_counts", counts), keep("train_bkg", background)
+keep("train_counts", counts)
+keep("train_bkg", background)
 exact = keep("train_exact", c[3].toggle(
     "Exact pairs (R from the label profile)", key=seed("train_exact", False),
     help="Default: curves from the slab model (Névot–Croce), about 1 % median from the curve of their own label "
