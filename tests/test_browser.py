@@ -24,9 +24,14 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def data_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("data")
+
+
+@pytest.fixture(scope="module")
+def server(data_dir):
     port = free_port()
-    env = dict(os.environ, REFLECT_DATA_DIR=str(tmp_path_factory.mktemp("data")))
+    env = dict(os.environ, REFLECT_DATA_DIR=str(data_dir))
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
          "--server.address", "127.0.0.1", "--server.headless", "true"],
@@ -88,4 +93,35 @@ def test_edit_a_layer_and_see_the_chart_update(server, browser):
     assert page.locator("[data-testid='stException']").count() == 0
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "explorer.png"), full_page=True)
+    page.close()
+
+
+def fill_number(page, label, value):
+    field = page.get_by_role("spinbutton", name=label, exact=True)
+    field.fill(str(value))
+    field.press("Enter")
+    page.wait_for_timeout(700)  # let the rerun land before the next edit
+
+
+def test_train_a_tiny_model_and_see_its_results(server, browser, data_dir, monkeypatch):
+    page = browser.new_page(viewport={"width": 1500, "height": 2600})
+    page.goto(server, wait_until="domcontentloaded")
+    page.wait_for_selector(".js-plotly-plot", timeout=60_000)
+    page.get_by_role("link", name="Train").click()
+    page.wait_for_selector("text=Estimated training time", timeout=60_000)
+    for label, value in (("Curves", 300), ("Epochs", 3), ("Conv layers", 2), ("Channels", 8), ("Dense width", 32)):
+        fill_number(page, label, value)
+    page.wait_for_selector("text=Estimated training time", timeout=60_000)
+    page.get_by_label("Run name (optional)").fill("browser run")
+    page.get_by_role("button", name="Train", exact=True).click()
+    page.wait_for_selector("text=Results on the held-out test set", timeout=240_000)
+    page.wait_for_timeout(2000)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "train_results.png"), full_page=True)
+    assert page.locator("[data-testid='stException']").count() == 0
+    monkeypatch.setenv("REFLECT_DATA_DIR", str(data_dir))
+    from reflect_core import jobs
+
+    [run] = jobs.list_runs()
+    assert run.name == "browser run" and run.state == "completed"
     page.close()

@@ -34,8 +34,9 @@ def _table(film: Film, bounds: dict) -> pd.DataFrame:
 
 def _position(table: pd.DataFrame) -> pd.Series:
     """Where the film's value sits in [min, max] (0 to 1), for a progress-bar column."""
-    span = (table["max"] - table["min"]).where(lambda s: s > 0)
-    return ((table["value"] - table["min"]) / span).clip(0, 1).fillna(0.5)
+    low, high, value = (table[c].astype(float) for c in ("min", "max", "value"))
+    span = (high - low).where(lambda s: s > 0)
+    return ((value - low) / span).clip(0, 1).fillna(0.5)
 
 
 def render_bounds_editor(film: Film) -> list[dict]:

@@ -28,8 +28,9 @@ ACTION_HELP = {
 
 
 def _label(run: jobs.RunInfo) -> str:
+    # No state in the label: the selector is drawn once per page run, the state changes under it.
     when = time.strftime("%Y-%m-%d %H:%M", time.localtime(run.created))
-    return f"{run.name or run.run_id} · {run.state} · {when}"
+    return f"{run.name or run.run_id} · {when}"
 
 
 def _duration(seconds: float) -> str:

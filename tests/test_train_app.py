@@ -1,0 +1,99 @@
+"""The training page through AppTest: submit, poll, pause and resume, results; and
+values that survive switching pages."""
+
+import time
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from conftest import ROOT
+from reflect_core import jobs
+
+APP = str(ROOT / "app.py")
+TINY = {"train_n": 300, "train_epochs": 3, "train_layers": 2, "train_channels": 8, "train_hidden": 32}
+
+
+@pytest.fixture
+def app(tmp_path, monkeypatch):
+    monkeypatch.setenv("REFLECT_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # tiny models: threads cost more than they give
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    at.switch_page("app_pages/train.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def set_numbers(at, values):
+    for key, value in values.items():
+        at.number_input(key=key).set_value(value)
+    at.run()
+
+
+def submit(at, name):
+    at.text_input[0].set_value(name)
+    next(b for b in at.button if b.label == "Train").click().run()
+    assert not at.exception, at.exception
+    return at.session_state["train_selected_run"]
+
+
+def wait_for(at, run_id, states, timeout=120):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        at.run()  # fragment timers do not fire in AppTest: rerun by hand
+        if jobs.get(run_id).state in states:
+            at.run()
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"run {run_id} still {jobs.get(run_id).state}")
+
+
+def test_submit_poll_and_results(app):
+    set_numbers(app, TINY)
+    assert any("Estimated training time" in c.value for c in app.caption)
+    run_id = submit(app, "tiny run")
+    assert jobs.get(run_id).name == "tiny run"
+    wait_for(app, run_id, {"completed"})
+    assert any(s.value.startswith("**completed") for s in app.success)
+    assert any("Results on the held-out test set" in s.value for s in app.subheader)
+    table = app.dataframe[-1].value
+    assert list(table["metric"])[0].startswith("SLD RMSE")
+    assert len(app.get("plotly_chart")) >= 4  # profile, NR, parity, losses
+    assert any("Download the model" in b.label for b in app.get("download_button"))
+
+
+def test_pause_and_resume_buttons(app):
+    set_numbers(app, {**TINY, "train_n": 2000, "train_epochs": 200})
+    run_id = submit(app, "long run")
+    wait_for(app, run_id, {"running"})
+    deadline = time.time() + 60
+    while jobs.get(run_id).progress.phase != "training" and time.time() < deadline:
+        time.sleep(0.5)
+    app.run()
+    next(b for b in app.button if b.label == "Pause").click().run()
+    wait_for(app, run_id, {"paused"})
+    assert (jobs.get(run_id).run_dir / "checkpoint.pt").exists()
+    next(b for b in app.button if b.label == "Resume").click().run()
+    wait_for(app, run_id, {"running"})
+    next(b for b in app.button if b.label == "Stop").click().run()
+    wait_for(app, run_id, {"stopped"})
+    assert {"retry", "delete"} <= set(jobs.get(run_id).actions)
+
+
+def test_bad_dataset_is_reported_and_nothing_is_submitted(app):
+    set_numbers(app, {"train_qmin": 0.3})
+    assert any("qmin" in e.value and "below" in e.value for e in app.error)
+    assert not any(b.label == "Train" for b in app.button)
+    assert jobs.list_runs() == []
+
+
+def test_edits_survive_switching_pages(app):
+    set_numbers(app, {"train_epochs": 7, "train_qmax": 0.25})
+    app.switch_page("app_pages/explorer.py").run()
+    assert app.number_input(key="qmax").value == 0.25  # the Q grid is shared with the explorer
+    row = app.session_state["film_rows"][2]
+    app.number_input(key=f"L{row['uid']}_thickness").set_value(77.0).run()
+    app.switch_page("app_pages/train.py").run()
+    assert app.number_input(key="train_epochs").value == 7
+    app.switch_page("app_pages/explorer.py").run()
+    assert app.number_input(key=f"L{row['uid']}_thickness").value == 77.0
