@@ -5,12 +5,14 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
+from reflect_core import history
 from reflect_core.data_io import csv_text, q_grid
 from reflect_core.figures import reflectivity_figure, sld_figure
 from reflect_core.film import FilmError, film_from_json, roughness_warnings
 from reflect_core.presets import PRESETS
 from reflect_core.simulate import PYREFLECT_DQ, CurveSettings, film_profile, film_reflectivity, graded_reflectivity
 from ui import film_editor
+from ui.session import current_limits, current_user
 from ui.state import keep, seed
 
 LAST_GOOD = "explorer_last_good"
@@ -63,7 +65,7 @@ beam = st.radio(
     key=seed(film_editor.BEAM, "ambient"),
 )
 keep(film_editor.BEAM, beam)
-film_editor.render_layer_editor()
+film_editor.render_layer_editor(max_layers=current_limits().film_layers)
 
 # --- Q grid and instrument -------------------------------------------------------------------------
 with st.expander("Q range, resolution, background and scale", expanded=True):
@@ -138,9 +140,19 @@ with charts:
     left, right = st.columns(2)
     left.plotly_chart(reflectivity_figure(last["curves"], rq4=rq4), key="explorer_reflectivity")
     right.plotly_chart(sld_figure(last["z"], last["sld"], last["isld"]), key="explorer_sld")
-    d1, d2, d3 = st.columns(3)
+    d1, d2, d3, d4 = st.columns(4)
     d1.download_button("Download curve (CSV: Q,R)", csv_text(["Q", "R"], [last["q"], last["r"]]),
                        file_name="curve.csv", mime="text/csv")
     d2.download_button("Download profile (CSV: z,sld)", csv_text(["z", "sld"], [last["z"], last["sld"]]),
                        file_name="profile.csv", mime="text/csv")
     d3.download_button("Download film (JSON)", last["film"].to_json(), file_name="film.json", mime="application/json")
+    with d4.popover("Save to history"):
+        name = st.text_input("Name", value=last["film"].name or "my film", max_chars=80, key="save_film_name")
+        if st.button("Save", key="save_film"):
+            try:
+                params = {"film": last["film"].to_dict(), "qmin": qmin, "qmax": qmax, "nq": int(nq),
+                          "spacing": spacing, "dq": dq_percent / 100, "background": background, "scale": scale}
+                history.add(current_user(), "film", name, params)
+                st.success(f"Saved '{name.strip()}' to your history.")
+            except (ValueError, history.HistoryError) as exc:
+                st.error(str(exc))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from reflect_core import jobs
+from reflect_core import history, jobs, rate_limit
+from reflect_core.limits import LimitError, check_spec
 from reflect_core.estimates import dataset_bytes, generation_seconds, model_size, training_seconds
 from reflect_core.film import FilmError
 from reflect_core.generate import DatasetError, dataset_from_dict
@@ -16,14 +17,19 @@ from ui import film_editor
 from ui.bounds_editor import render_bounds_editor
 from ui.job_monitor import SELECTED, choose_run, render_monitor
 from ui.run_results import render_results
+from ui.session import current_limits, current_user, rate_limit_per_minute
 from ui.state import keep, seed
 
-OWNER = "local"  # single-user mode; accounts come with login
-
-
 def number(where, label, key, default, **kwargs):
-    """A number input in ``where`` whose value survives page switches."""
-    return keep(key, where.number_input(label, key=seed(key, default), **kwargs))
+    """A number input in ``where`` whose value survives page switches, clamped to its range
+    (the range can shrink: the limits depend on who is signed in)."""
+    seed(key, default)
+    low, high = kwargs.get("min_value"), kwargs.get("max_value")
+    if high is not None and st.session_state[key] > high:
+        st.session_state[key] = high
+    if low is not None and st.session_state[key] < low:
+        st.session_state[key] = low
+    return keep(key, where.number_input(label, key=key, **kwargs))
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -38,7 +44,11 @@ def _training_estimate(model: dict, training: dict, n_train: int, n_q: int, n_z:
     return training_seconds(settings, train_settings_from_dict(training), n_train, n_q, n_z), params, size
 
 
+user, limits = current_user(), current_limits()
 st.title("Train an NR → SLD network")
+st.caption(f"Limits in force ({limits.profile} profile): {limits.curves:,} curves, {limits.epochs} epochs, batch "
+           f"{limits.batch_size}, {limits.cnn_layers} CNN layers, dropout ≤ {limits.dropout}, "
+           f"{limits.concurrent_jobs} concurrent job(s).")
 st.caption("Curves are generated from the explorer's film with the parameters you let vary, then a network learns "
            "to map each curve to its SLD profile. The job runs in a separate process: it keeps going if you "
            "leave this page, close the browser or restart the app.")
@@ -55,7 +65,8 @@ st.markdown(f"Film: **{len(film.layers)} layers** from the explorer ({film.layer
             f"beam from the {film.beam_from}). Tick the parameters to vary and set their ranges.")
 bounds = render_bounds_editor(film)
 c = st.columns(4)
-n_curves = number(c[0], "Curves", "train_n", 5000, min_value=10, max_value=100_000, step=1000,
+n_curves = number(c[0], "Curves", "train_n", min(5000, limits.curves), min_value=10, max_value=limits.curves,
+                  step=1000,
                   help="Number of synthetic curves (train + validation + test).")
 data_seed = number(c[1], "Seed", "train_data_seed", 0, min_value=0, step=1, help="Same seed, same curves.")
 sampler = keep("train_sampler", c[2].selectbox("Sampling", ["latin_hypercube", "uniform"],
@@ -107,13 +118,15 @@ c = st.columns(5)
 arch = keep("train_arch", c[0].selectbox("Architecture", ARCHITECTURES, key=seed("train_arch", "compact_cnn"),
                                          format_func={"compact_cnn": "compact CNN (CPU-friendly)",
                                                       "pyreflect_cnn": "pyreflect CNN (155 M, GPU)"}.get))
-layers = number(c[1], "Conv layers", "train_layers", 4 if arch == "compact_cnn" else 12, min_value=1, max_value=20)
+layers = number(c[1], "Conv layers", "train_layers", 4 if arch == "compact_cnn" else 12, min_value=1,
+                max_value=limits.cnn_layers)
 channels = number(c[2], "Channels", "train_channels", 32, min_value=1, max_value=512, disabled=arch != "compact_cnn")
 hidden = number(c[3], "Dense width", "train_hidden", 256, min_value=8, max_value=8192, disabled=arch != "compact_cnn")
-dropout = number(c[4], "Dropout", "train_dropout", 0.05, min_value=0.0, max_value=0.9, step=0.05, format="%.2f")
+dropout = number(c[4], "Dropout", "train_dropout", 0.05, min_value=0.0, max_value=limits.dropout, step=0.05,
+                 format="%.2f")
 c = st.columns(5)
-epochs = number(c[0], "Epochs", "train_epochs", 25, min_value=1, max_value=1000)
-batch = number(c[1], "Batch size", "train_batch", 64, min_value=1, max_value=512)
+epochs = number(c[0], "Epochs", "train_epochs", 25, min_value=1, max_value=limits.epochs)
+batch = number(c[1], "Batch size", "train_batch", 64, min_value=1, max_value=limits.batch_size)
 lr = number(c[2], "Learning rate", "train_lr", 1e-3, min_value=1e-7, max_value=1.0, format="%.1e")
 weight_decay = number(c[3], "Weight decay", "train_wd", 1e-5, min_value=0.0, max_value=1.0, format="%.1e")
 optimizer = keep("train_opt", c[4].selectbox("Optimizer", OPTIMIZERS, key=seed("train_opt", "adamw")))
@@ -148,15 +161,19 @@ with st.form("submit_run", clear_on_submit=False, border=False):
     run_name = c[0].text_input("Run name (optional)", max_chars=80, placeholder="e.g. polymer on Si, 5k curves")
     if c[1].form_submit_button("Train", type="primary", width="stretch"):
         try:
-            run_id = jobs.submit(spec, OWNER, run_name.strip() or None)
+            # The widgets are clamped to the limits; the server still re-checks what arrives.
+            check_spec(spec, limits, jobs.active_count(user.name))
+            rate_limit.hit(user.name, "submit", rate_limit_per_minute("submit"))
+            run_id = jobs.submit(spec, user.name, run_name.strip() or None)
+            history.add(user, "training", run_name.strip() or run_id, spec, files=f"runs/{run_id}", run_id=run_id)
             st.session_state[SELECTED] = run_id
-        except jobs.JobError as exc:
+        except (jobs.JobError, LimitError, rate_limit.RateLimitError, ValueError) as exc:
             st.error(str(exc))
 
 # --- runs ------------------------------------------------------------------------------------------------
 st.header("3. Runs")
-run = choose_run(OWNER)
+run = choose_run(user)
 if run is not None:
-    render_monitor(run.run_id, run.state)
+    render_monitor(run.run_id, run.state, user)
     if run.state == "completed":
         render_results(run.run_dir)

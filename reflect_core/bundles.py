@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import zipfile
 from pathlib import Path
 
@@ -20,4 +21,33 @@ def zip_directory(path, prefix: str | None = None) -> bytes:
         for file in sorted(path.rglob("*")):
             if file.is_file():
                 archive.write(file, f"{prefix}/{file.relative_to(path)}")
+    return buffer.getvalue()
+
+
+BUNDLE_RECORD = "record.json"
+BUNDLE_FIGURES = "figures.html"
+FIGURES_ESTIMATE = 4_800_000  # plotly.js is embedded once so the page opens offline
+
+
+def bundle_parts(record: dict, files_dir: Path | None) -> dict[str, int]:
+    """Exportable parts of a record and their sizes in bytes (before compression)."""
+    parts = {BUNDLE_RECORD: len(json.dumps(record)), BUNDLE_FIGURES: FIGURES_ESTIMATE}
+    if files_dir is not None:
+        for name in ("model", "data"):
+            if (files_dir / name).is_dir():
+                parts[name] = directory_size(files_dir / name)
+    return parts
+
+
+def build_bundle(record: dict, files_dir: Path | None, parts: set[str], figures_html: str | None) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(BUNDLE_RECORD, json.dumps(record, indent=1))
+        if BUNDLE_FIGURES in parts and figures_html:
+            archive.writestr(BUNDLE_FIGURES, figures_html)
+        for name in ("model", "data"):
+            if name in parts and files_dir is not None and (files_dir / name).is_dir():
+                for file in sorted((files_dir / name).rglob("*")):
+                    if file.is_file():
+                        archive.write(file, f"{name}/{file.relative_to(files_dir / name)}")
     return buffer.getvalue()

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .arrays import load_npy, load_training_arrays
+from .auth_config import hash_password
 from .data_io import CurveError, csv_text, q_grid, read_curve
 from .film import FilmError, load_film
 from .generate import NR_FILE, SLD_FILE, dataset_from_dict, generate
@@ -99,6 +100,15 @@ def cmd_predict(args) -> None:
     _write_npy(args.out, predict(args.model_dir, nr, resample=args.resample))
 
 
+def cmd_hash_password(args) -> None:
+    import getpass
+
+    password = sys.stdin.readline().rstrip("\n") if args.stdin else getpass.getpass("Password: ")
+    if len(password) < 8:
+        raise CliError("use a password of at least 8 characters")
+    print(hash_password(password))
+
+
 def _write_npy(path: str, array) -> None:
     try:
         np.save(path, array)
@@ -157,6 +167,10 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--out", required=True, help="output .npy, shape (N, 2, M) with rows [z, SLD]")
     pred.add_argument("--resample", action="store_true", help="interpolate curves on another Q grid onto the model's")
     pred.set_defaults(run=cmd_predict)
+
+    hasher = sub.add_parser("hash-password", help="print a bcrypt hash for the login YAML file")
+    hasher.add_argument("--stdin", action="store_true", help="read the password from standard input")
+    hasher.set_defaults(run=cmd_hash_password)
     return parser
 
 

@@ -40,6 +40,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
+from .access import LOCAL_USER, User, check_owner
 from .storage import StorageError, atomic_write_json, data_dir, read_json
 
 STATES = ("queued", "running", "paused", "stopped", "failed", "completed", "cancelled")
@@ -234,11 +235,12 @@ def _refusal(action: str, run_id: str, state: str) -> str:
 
 
 @contextmanager
-def _transition(run_id: str, action: str):
-    """Under the lock: the run's directory and state, once the action is allowed."""
+def _transition(run_id: str, action: str, user: User):
+    """Under the lock: the run's directory and state, once the user may and the state allows."""
     with _locked():
         path = run_dir(run_id)
         state = _read_state(path)
+        check_owner(user, state["owner"], f"run {run_id}")
         if not _allows(action, state, path):
             raise JobError(_refusal(action, run_id, state["state"]))
         yield path, state
@@ -285,36 +287,36 @@ def submit(spec: dict, owner: str, name: str | None = None) -> str:
     return run_id
 
 
-def cancel(run_id: str) -> None:
-    with _transition(run_id, "cancel") as (path, state):
+def cancel(run_id: str, user: User = LOCAL_USER) -> None:
+    with _transition(run_id, "cancel", user) as (path, state):
         _write_state(path, state, state="cancelled", ended=time.time())
 
 
-def _request(run_id: str, action: str) -> None:
-    with _transition(run_id, action) as (path, _):
+def _request(run_id: str, action: str, user: User) -> None:
+    with _transition(run_id, action, user) as (path, _):
         atomic_write_json(path / CONTROL, {"action": action, "requested": time.time()})
 
 
-def pause(run_id: str) -> None:
+def pause(run_id: str, user: User = LOCAL_USER) -> None:
     """Ask the worker to checkpoint and exit; the run becomes paused when it has."""
-    _request(run_id, "pause")
+    _request(run_id, "pause", user)
 
 
-def stop(run_id: str) -> None:
+def stop(run_id: str, user: User = LOCAL_USER) -> None:
     """Ask the worker to end without a checkpoint; the run becomes stopped when it has."""
-    _request(run_id, "stop")
+    _request(run_id, "stop", user)
 
 
-def resume(run_id: str) -> None:
+def resume(run_id: str, user: User = LOCAL_USER) -> None:
     """Queue a paused run, or a failed one with a checkpoint; the pipeline continues from the checkpoint."""
-    with _transition(run_id, "resume") as (path, state):
+    with _transition(run_id, "resume", user) as (path, state):
         _queue(path, state)
         _schedule(max_concurrent_jobs())
 
 
-def retry(run_id: str) -> None:
+def retry(run_id: str, user: User = LOCAL_USER) -> None:
     """Queue the run again from the start, in the same directory, reusing its generated ``data/``."""
-    with _transition(run_id, "retry") as (path, state):
+    with _transition(run_id, "retry", user) as (path, state):
         for entry in path.iterdir():
             if entry.name not in KEPT_ON_RETRY:
                 _remove(entry)
@@ -323,9 +325,9 @@ def retry(run_id: str) -> None:
         _schedule(max_concurrent_jobs())
 
 
-def delete(run_id: str) -> None:
+def delete(run_id: str, user: User = LOCAL_USER) -> None:
     """Remove a run that is not running, with all its files."""
-    with _transition(run_id, "delete") as (path, _):
+    with _transition(run_id, "delete", user) as (path, _):
         # Renamed first so that a removal that fails half-way leaves no half run.
         trash = path.with_name(f".deleting-{run_id}")
         try:
@@ -364,12 +366,13 @@ def _info(path: Path, state: dict, queue_position: int | None) -> RunInfo:
     )
 
 
-def get(run_id: str) -> RunInfo:
+def get(run_id: str, user: User = LOCAL_USER) -> RunInfo:
     path = run_dir(run_id)
     runs = _all_runs()
     state = next((state for p, state in runs if p.name == run_id), None)
     if state is None:
         raise JobError(f"run {run_id} was deleted")
+    check_owner(user, state["owner"], f"run {run_id}")
     return _info(path, state, _queue_positions(runs).get(run_id))
 
 
@@ -382,6 +385,16 @@ def list_runs(owner: str | None = None) -> list[RunInfo]:
         for path, state in reversed(runs)
         if owner is None or state["owner"] == owner
     ]
+
+
+def runs_for(user: User) -> list[RunInfo]:
+    """What ``user`` may see: their own runs, or every run for an admin."""
+    return list_runs(None if user.is_admin else user.name)
+
+
+def active_count(owner: str) -> int:
+    """Queued or running jobs of one user (for the concurrent-jobs limit)."""
+    return sum(1 for run in list_runs(owner) if run.state in ("queued", "running"))
 
 
 # ---- scheduler -------------------------------------------------------------------

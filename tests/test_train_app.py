@@ -38,14 +38,19 @@ def submit(at, name):
 
 
 def wait_for(at, run_id, states, timeout=120):
+    """Rerun the page (fragment timers do not fire in AppTest) until the run is in
+    one of ``states`` and the page has drawn it so."""
     deadline = time.time() + timeout
     while time.time() < deadline:
-        at.run()  # fragment timers do not fire in AppTest: rerun by hand
-        if jobs.get(run_id).state in states:
-            at.run()
+        at.run()
+        if jobs.get(run_id).state in states and any(f"**{jobs.get(run_id).state}" in m.value for m in shown(at)):
             return
         time.sleep(0.5)
-    raise AssertionError(f"run {run_id} still {jobs.get(run_id).state}")
+    raise AssertionError(f"run {run_id} is {jobs.get(run_id).state}; page shows {[m.value for m in shown(at)]}")
+
+
+def shown(at):
+    return [*at.success, *at.info, *at.warning, *at.error, *at.markdown]
 
 
 def test_submit_poll_and_results(app):

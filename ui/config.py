@@ -6,7 +6,8 @@ import os
 
 import streamlit as st
 
-SETTING_NAMES = ("MODAL_TOKEN_ID", "MODAL_TOKEN_SECRET", "HF_TOKEN", "HF_REPO_ID", "AUTH_CONFIG", "auth_config")
+SETTING_NAMES = ("MODAL_TOKEN_ID", "MODAL_TOKEN_SECRET", "HF_TOKEN", "HF_REPO_ID", "AUTH_CONFIG",
+                 "RATE_LIMIT_SUBMIT_PER_MINUTE", "RATE_LIMIT_UPLOAD_PER_MINUTE")
 
 
 def _secrets() -> dict:

@@ -10,7 +10,8 @@ import time
 
 import streamlit as st
 
-from reflect_core import jobs
+from reflect_core import jobs, records
+from reflect_core.access import AccessError, User
 from reflect_core.figures import loss_figure
 
 POLL_SECONDS = 2.0
@@ -61,7 +62,7 @@ def _progress(run: jobs.RunInfo) -> None:
         st.caption(text)
 
 
-def _controls(run: jobs.RunInfo) -> None:
+def _controls(run: jobs.RunInfo, user: User) -> None:
     actions = [a for a in ACTION_LABELS if a in run.actions]
     if run.requested:
         st.caption(f"{run.requested.capitalize()} requested; the worker acts at the next batch.")
@@ -69,21 +70,23 @@ def _controls(run: jobs.RunInfo) -> None:
     for column, action in zip(columns, actions):
         if column.button(ACTION_LABELS[action], key=f"{action}_{run.run_id}", help=ACTION_HELP[action]):
             try:
-                getattr(jobs, action)(run.run_id)
                 if action == "delete":
+                    records.delete_run(user, run.run_id)  # the run and its history record
                     st.session_state.pop(SELECTED, None)
+                else:
+                    getattr(jobs, action)(run.run_id, user=user)
                 st.rerun()
-            except jobs.JobError as exc:
+            except (jobs.JobError, AccessError) as exc:
                 st.error(str(exc))
 
 
-def render_run(run: jobs.RunInfo) -> None:
+def render_run(run: jobs.RunInfo, user: User) -> None:
     state_line = {"failed": st.error, "completed": st.success, "stopped": st.warning, "cancelled": st.warning,
                   "paused": st.info}.get(run.state)
     message = f"**{run.state}**" + (f": {run.error}" if run.error else "")
     (state_line or st.markdown)(message)
     _progress(run)
-    _controls(run)
+    _controls(run, user)
     p = run.progress
     if p.train_loss:
         st.plotly_chart(loss_figure(p.train_loss, p.val_loss), key=f"loss_{run.run_id}")
@@ -91,10 +94,10 @@ def render_run(run: jobs.RunInfo) -> None:
         st.code("\n".join(p.log_tail[-12:]), language=None)
 
 
-def choose_run(owner: str) -> jobs.RunInfo | None:
-    """The run selector (newest first); None when the user has no runs."""
+def choose_run(user: User) -> jobs.RunInfo | None:
+    """The run selector (newest first; an admin sees everyone's); None when there are no runs."""
     jobs.tick()
-    runs = sorted(jobs.list_runs(owner), key=lambda r: r.created, reverse=True)
+    runs = sorted(jobs.runs_for(user), key=lambda r: r.created, reverse=True)
     if not runs:
         st.caption("No training runs yet: submit one above.")
         return None
@@ -106,14 +109,14 @@ def choose_run(owner: str) -> jobs.RunInfo | None:
 
 
 @st.fragment(run_every=POLL_SECONDS)
-def render_monitor(run_id: str, state_when_drawn: str) -> None:
+def render_monitor(run_id: str, state_when_drawn: str, user: User) -> None:
     """Polls one run; when its state changes, the whole page reruns so results and
     the run list follow."""
     jobs.tick()
     try:
-        run = jobs.get(run_id)
+        run = jobs.get(run_id, user=user)
     except jobs.JobError:
         st.rerun()
     if run.state != state_when_drawn:
         st.rerun()
-    render_run(run)
+    render_run(run, user)

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from reflect_core import storage
 from reflect_core.bundles import directory_size, zip_directory
 from reflect_core.data_io import Curve
 from reflect_core.evaluation import recomputed_nr
@@ -41,8 +42,9 @@ def _metrics_table(metrics: dict) -> pd.DataFrame:
 
 
 def render_results(run_dir: Path) -> None:
-    model_dir, data_dir = run_dir / "model", run_dir / "data"
+    model_dir = run_dir / "model"
     meta = json.loads((model_dir / "model.json").read_text())
+    data_dir = storage.data_dir() / meta["data_folder"] if meta.get("data_folder") else run_dir / "data"
     metrics = meta["metrics"]
     st.subheader("Results on the held-out test set")
     ratio = metrics["model"]["rmse"] / metrics["baseline"]["rmse"]
@@ -56,7 +58,7 @@ def render_results(run_dir: Path) -> None:
     z, q = np.asarray(meta["z"]), np.asarray(meta["q"])
     pick = st.number_input(f"Test curve (0–{len(index) - 1})", min_value=0, max_value=len(index) - 1, value=0,
                            key=f"curve_{run_dir.name}")
-    beam = meta["prior"]["film"].get("beam_from", "ambient")
+    beam = meta.get("beam_from", "ambient")
     r_pred = recomputed_nr(z, sld_pred[pick][None], q, meta["dq"], beam)[0]
     left, right = st.columns(2)
     left.plotly_chart(profile_comparison_figure(z, [("ground truth", sld_true[pick]), ("predicted", sld_pred[pick])]),

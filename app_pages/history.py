@@ -1,0 +1,137 @@
+"""History: every saved film and training run of the signed-in user; open, rename,
+delete, compare, export and import."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+import streamlit as st
+
+from reflect_core import history, records
+from reflect_core.access import AccessError
+from reflect_core.bundles import BUNDLE_FIGURES, build_bundle, bundle_parts
+from reflect_core.film import film_from_dict
+from reflect_core.report import figures_for, overlay_losses, standalone_html
+from ui import film_editor
+from ui.history_import import render_import
+from ui.session import current_user
+from ui.state import keep
+
+user = current_user()
+st.title("History")
+st.caption("Your saved films and training runs, newest first. Select rows to open, rename, delete, compare or export."
+           + (" As an admin you see everyone's." if user.is_admin and user.name != "local" else ""))
+
+c = st.columns([2, 2, 2])
+search = c[0].text_input("Search names", placeholder="part of a name")
+kinds = c[1].multiselect("Kinds", list(history.KINDS), placeholder="all kinds")
+dates = c[2].date_input("Created between", value=(), help="Leave empty for all dates.")
+since = until = None
+if isinstance(dates, tuple) and len(dates) == 2:
+    since = dt.datetime.combine(dates[0], dt.time.min).timestamp()
+    until = dt.datetime.combine(dates[1], dt.time.max).timestamp()
+
+found = records.list_with_summaries(user, search=search or None, since=since, until=until)
+found = [r for r in found if not kinds or r["kind"] in kinds]
+if not found:
+    st.info("Nothing here yet: save a film from the explorer or train a model.")
+    render_import(user)
+    st.stop()
+
+
+def _row(record: dict) -> dict:
+    summary = record.get("summary") or {}
+    rmse, base = summary.get("rmse"), summary.get("baseline_rmse")
+    return {
+        "name": record["name"], "kind": record["kind"],
+        "created": dt.datetime.fromtimestamp(record["created"]).strftime("%Y-%m-%d %H:%M"),
+        "state": summary.get("state", ""),
+        "test RMSE (10⁻⁶ Å⁻²)": rmse, "baseline RMSE": base,
+        "size (MB)": round(summary["bytes"] / 1e6, 2) if summary.get("bytes") else None,
+        **({"owner": record["owner"]} if user.is_admin else {}),
+    }
+
+
+table = st.dataframe(pd.DataFrame([_row(r) for r in found]), hide_index=True, width="stretch",
+                     on_select="rerun", selection_mode="multi-row", key="history_table")
+chosen = [found[i] for i in table.selection.rows]
+if not chosen:
+    st.caption("Select one row to open, rename, delete or export it; two or more to compare.")
+    render_import(user)
+    st.stop()
+
+
+def _open(record: dict) -> None:
+    """Restore the record's parameters into the explorer or the training page."""
+    params = record["params"]
+    film_dict = params.get("film") or (params.get("dataset") or {}).get("prior", {}).get("film")
+    if film_dict:
+        film_editor.load_film(film_from_dict(film_dict))
+    if record["kind"] == "training":
+        dataset, model, training = params.get("dataset", {}), params.get("model", {}), params.get("training", {})
+        for key, value in (("train_n", dataset.get("n")), ("train_data_seed", dataset.get("seed")),
+                           ("train_epochs", training.get("epochs")), ("train_batch", training.get("batch_size")),
+                           ("train_lr", training.get("lr")), ("train_layers", model.get("layers")),
+                           ("train_channels", model.get("channels")), ("train_hidden", model.get("hidden")),
+                           ("train_dropout", model.get("dropout"))):
+            if value is not None:
+                st.session_state.pop(key, None)
+                keep(key, value)
+        st.session_state["train_selected_run"] = record.get("run_id")
+        st.switch_page("app_pages/train.py")
+    st.switch_page("app_pages/explorer.py")
+
+
+if len(chosen) == 1:
+    record = chosen[0]
+    files_dir = records.record_dir(record)
+    st.subheader(record["name"])
+    c = st.columns([1, 2, 1])
+    if c[0].button("Open", type="primary", help="Restore its parameters (and results) in the explorer or training page."):
+        _open(record)
+    new_name = c[1].text_input("New name", value=record["name"], max_chars=80, label_visibility="collapsed")
+    if c[2].button("Rename"):
+        try:
+            history.rename(user, record["id"], new_name)
+            st.rerun()
+        except (ValueError, AccessError, history.HistoryError) as exc:
+            st.error(str(exc))
+    with st.expander("Delete"):
+        st.warning("This removes the record and all its files (model, data, checkpoints). It cannot be undone.")
+        if st.checkbox("Yes, delete it", key=f"confirm_{record['id']}") and st.button("Delete for good"):
+            try:
+                records.delete_record(user, record["id"])
+                st.rerun()
+            except Exception as exc:  # noqa: BLE001 - a running job, access, files: all shown as they are
+                st.error(str(exc))
+    with st.expander("Export as a bundle"):
+        sizes = bundle_parts(record, files_dir)
+        picked = {part for part, size in sizes.items()
+                  if st.checkbox(f"{part} ({size / 1e6:,.2f} MB)", value=part != "data", key=f"part_{part}")}
+        st.download_button(
+            f"Download bundle ({sum(sizes[p] for p in picked) / 1e6:,.1f} MB before compression)",
+            data=lambda: build_bundle(record, files_dir, picked,
+                                      standalone_html(figures_for(record, files_dir), record["name"])
+                                      if BUNDLE_FIGURES in picked else None),
+            file_name=f"{record['name'][:40].replace(' ', '_')}.zip", mime="application/zip")
+    st.json(record["params"], expanded=False)
+else:
+    st.subheader(f"Comparing {len(chosen)} records")
+    trained = [r for r in chosen if r["kind"] == "training" and r["summary"].get("state") == "completed"]
+    if len(trained) < 2:
+        st.info("Comparison needs two or more completed training runs.")
+    else:
+        metas = {r["name"]: records.model_meta(r) for r in trained}
+        st.plotly_chart(overlay_losses([(name, meta["history"]) for name, meta in metas.items()]))
+        st.dataframe(pd.DataFrame([{"run": name, **{k: meta["metrics"]["model"][k] for k in ("rmse", "mae", "r2")},
+                                    "baseline RMSE": meta["metrics"]["baseline"]["rmse"],
+                                    "epochs": len(meta["history"]["train"]), "parameters": meta["parameters"]}
+                                   for name, meta in metas.items()]), hide_index=True)
+        shared = records.shared_test_curves(trained)
+        if shared is None:
+            st.caption("These runs have different test sets, so their profiles cannot be put side by side.")
+        else:
+            pick = st.number_input("Test curve", 0, len(shared["index"]) - 1, 0)
+            st.plotly_chart(records.profile_overlay(trained, shared, int(pick)))
+render_import(user)
