@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from reflect_core import history, jobs, rate_limit
+from reflect_core import history, jobs, rate_limit, user_files
 from reflect_core.limits import LimitError, check_spec
 from reflect_core.estimates import dataset_bytes, generation_seconds, model_size, training_seconds
 from reflect_core.film import FilmError
@@ -60,57 +60,83 @@ except FilmError as exc:
     st.stop()
 
 # --- dataset ---------------------------------------------------------------------------------------
-st.header("1. Training data")
-st.markdown(f"Film: **{len(film.layers)} layers** from the explorer ({film.layers[0].name} … {film.layers[-1].name}, "
-            f"beam from the {film.beam_from}). Tick the parameters to vary and set their ranges.")
-bounds = render_bounds_editor(film)
-c = st.columns(4)
-n_curves = number(c[0], "Curves", "train_n", min(5000, limits.curves), min_value=10, max_value=limits.curves,
-                  step=1000,
-                  help="Number of synthetic curves (train + validation + test).")
-data_seed = number(c[1], "Seed", "train_data_seed", 0, min_value=0, step=1, help="Same seed, same curves.")
-sampler = keep("train_sampler", c[2].selectbox("Sampling", ["latin_hypercube", "uniform"],
-                                               key=seed("train_sampler", "latin_hypercube")))
-n_profile = number(c[3], "Profile points", "train_n_profile", 900, min_value=50, max_value=5000, step=50,
-                   help="Points of each SLD label on one z grid for the whole dataset.")
-c = st.columns(4)
-# The explorer's Q grid and resolution, shared both ways.
-qmin = keep("qmin", c[0].number_input("Q min (Å⁻¹)", key=seed("train_qmin", 0.0081, "qmin"), format="%.4f",
-                                      step=0.001))
-qmax = keep("qmax", c[1].number_input("Q max (Å⁻¹)", key=seed("train_qmax", 0.1975, "qmax"), format="%.4f",
-                                      step=0.01))
-nq = keep("nq", c[2].number_input("Q points", key=seed("train_nq", 308, "nq"), min_value=2, max_value=20000))
-dq_percent = keep("dq_percent", c[3].number_input("dQ/Q (FWHM, %)", key=seed("train_dq", 100 * PYREFLECT_DQ,
-                                                                               "dq_percent"),
-                                                  format="%.4f", step=0.5))
-c = st.columns([1.2, 1, 1, 2])
-noisy = keep("train_noise", c[0].toggle("Counting noise", key=seed("train_noise", False),
-                                        help="Poisson noise as in a measurement: a point of reflectivity R gets "
-                                             "√(R·N₀)/N₀ error."))
-counts = c[1].number_input("N₀: counts at R = 1", key=seed("train_counts", 1e7), format="%.2e", disabled=not noisy)
-background = c[2].number_input("Background (R units)", key=seed("train_bkg", 0.0), format="%.2e", step=1e-7,
-                               disabled=not noisy)
-keep("train_counts", counts)
-keep("train_bkg", background)
-exact = keep("train_exact", c[3].toggle(
-    "Exact pairs (R from the label profile)", key=seed("train_exact", False),
-    help="Default: curves from the slab model (Névot–Croce), about 1 % median from the curve of their own label "
-         "profile on the default prior, more where interfaces are very rough. Exact: each curve is computed from "
-         "its label profile itself (microslabs), about 20× slower to generate."))
+def generated_dataset():
+    """Settings for curves generated from the explorer's film: (spec, curves, Q points, z points)."""
+    st.markdown(f"Film: **{len(film.layers)} layers** from the explorer ({film.layers[0].name} … {film.layers[-1].name}, "
+                f"beam from the {film.beam_from}). Tick the parameters to vary and set their ranges.")
+    bounds = render_bounds_editor(film)
+    c = st.columns(4)
+    n_curves = number(c[0], "Curves", "train_n", min(5000, limits.curves), min_value=10, max_value=limits.curves,
+                      step=1000,
+                      help="Number of synthetic curves (train + validation + test).")
+    data_seed = number(c[1], "Seed", "train_data_seed", 0, min_value=0, step=1, help="Same seed, same curves.")
+    sampler = keep("train_sampler", c[2].selectbox("Sampling", ["latin_hypercube", "uniform"],
+                                                   key=seed("train_sampler", "latin_hypercube")))
+    n_profile = number(c[3], "Profile points", "train_n_profile", 900, min_value=50, max_value=5000, step=50,
+                       help="Points of each SLD label on one z grid for the whole dataset.")
+    c = st.columns(4)
+    # The explorer's Q grid and resolution, shared both ways.
+    qmin = keep("qmin", c[0].number_input("Q min (Å⁻¹)", key=seed("train_qmin", 0.0081, "qmin"), format="%.4f",
+                                          step=0.001))
+    qmax = keep("qmax", c[1].number_input("Q max (Å⁻¹)", key=seed("train_qmax", 0.1975, "qmax"), format="%.4f",
+                                          step=0.01))
+    nq = keep("nq", c[2].number_input("Q points", key=seed("train_nq", 308, "nq"), min_value=2, max_value=20000))
+    dq_percent = keep("dq_percent", c[3].number_input("dQ/Q (FWHM, %)", key=seed("train_dq", 100 * PYREFLECT_DQ,
+                                                                                   "dq_percent"),
+                                                      format="%.4f", step=0.5))
+    c = st.columns([1.2, 1, 1, 2])
+    noisy = keep("train_noise", c[0].toggle("Counting noise", key=seed("train_noise", False),
+                                            help="Poisson noise as in a measurement: a point of reflectivity R gets "
+                                                 "√(R·N₀)/N₀ error."))
+    counts = c[1].number_input("N₀: counts at R = 1", key=seed("train_counts", 1e7), format="%.2e", disabled=not noisy)
+    background = c[2].number_input("Background (R units)", key=seed("train_bkg", 0.0), format="%.2e", step=1e-7,
+                                   disabled=not noisy)
+    keep("train_counts", counts)
+    keep("train_bkg", background)
+    exact = keep("train_exact", c[3].toggle(
+        "Exact pairs (R from the label profile)", key=seed("train_exact", False),
+        help="Default: curves from the slab model (Névot–Croce), about 1 % median from the curve of their own label "
+             "profile on the default prior, more where interfaces are very rough. Exact: each curve is computed from "
+             "its label profile itself (microslabs), about 30× slower to generate."))
 
-dataset = {"prior": {"film": film.to_dict(), "bounds": bounds}, "n": int(n_curves), "seed": int(data_seed),
-           "sampler": sampler, "qmin": qmin, "qmax": qmax, "nq": int(nq), "dq": dq_percent / 100,
-           "n_profile": int(n_profile), "exact": exact,
-           "noise": {"counts_at_unity": counts, "background": background} if noisy else None}
-try:
-    dataset_config = dataset_from_dict(dataset)
-except DatasetError as exc:
-    st.error(str(exc))
-    st.stop()
-with st.spinner("Estimating…"):
-    gen_s = _generation_estimate(dataset)
-st.caption(f"On disk: {dataset_bytes(dataset_config) / 1e6:,.1f} MB (float32 .npy, pyreflect format). "
-           f"Estimated generation time here: {gen_s:,.0f} s.")
+    dataset = {"prior": {"film": film.to_dict(), "bounds": bounds}, "n": int(n_curves), "seed": int(data_seed),
+               "sampler": sampler, "qmin": qmin, "qmax": qmax, "nq": int(nq), "dq": dq_percent / 100,
+               "n_profile": int(n_profile), "exact": exact,
+               "noise": {"counts_at_unity": counts, "background": background} if noisy else None}
+    try:
+        dataset_config = dataset_from_dict(dataset)
+    except DatasetError as exc:
+        st.error(str(exc))
+        st.stop()
+    with st.spinner("Estimating…"):
+        gen_s = _generation_estimate(dataset)
+    st.caption(f"On disk: {dataset_bytes(dataset_config) / 1e6:,.1f} MB (float32 .npy, pyreflect format). "
+               f"Estimated generation time here: {gen_s:,.0f} s.")
+    return dataset, int(n_curves), int(nq), int(n_profile)
+
+
+def uploaded_dataset():
+    """One of the user's uploaded array sets: (spec, curves, Q points, z points)."""
+    sets = user_files.array_sets(user)
+    if not sets:
+        st.info("You have no uploaded training arrays: add an NR + SLD pair on the 'Models and data' page.")
+        st.stop()
+    folder = st.selectbox("Array set", [f for f, _ in sets], key="train_arrays",
+                          format_func=lambda f: next(f"{i['nr']} + {i['sld']} ({i['curves']:,} curves)"
+                                                     for g, i in sets if g == f))
+    info = next(i for f, i in sets if f == folder)
+    dq = st.number_input("Their resolution, dQ/Q (FWHM, %)", value=100 * PYREFLECT_DQ, format="%.4f",
+                         help="Used when NR is recomputed from predicted profiles for the test metrics.")
+    return {"arrays": folder, "dq": dq / 100, "beam_from": film.beam_from}, info["curves"], info["q_points"], \
+        info["z_points"]
+
+
+st.header("1. Training data")
+source = keep("train_source", st.radio("Source", ["generate", "upload"], horizontal=True,
+                                       key=seed("train_source", "generate"),
+                                       format_func={"generate": "generate from the explorer's film",
+                                                    "upload": "my uploaded arrays"}.get))
+dataset, n_curves, nq, n_profile = generated_dataset() if source == "generate" else uploaded_dataset()
 
 # --- model and training -------------------------------------------------------------------------------
 st.header("2. Network and training")
@@ -149,7 +175,7 @@ try:
     validate_spec(spec)
     n_train = int(n_curves * (1 - val_fraction - test_fraction))
     with st.spinner("Estimating…"):
-        train_s, params, size = _training_estimate(model, training, n_train, int(nq), int(n_profile))
+        train_s, params, size = _training_estimate(model, training, n_train, nq, n_profile)
     st.caption(f"Model: {params:,} parameters ({size / 1e6:,.1f} MB). Estimated training time here: "
                f"{train_s / 60:,.1f} min for {epochs} epochs (early stopping may end sooner).")
 except (SpecError, ModelError, TrainingError) as exc:

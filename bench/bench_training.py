@@ -140,7 +140,7 @@ def main(argv=None) -> dict:
 
     print(f"\n== time to a useful model: default prior, {spec.dataset.n:,} curves, {spec.model.arch}, "
           f"{os.cpu_count()} cores ==")
-    print(f"phases (s since Train): " + ", ".join(f"{k} {v:.1f}" for k, v in reporter.phases.items()))
+    print("phases (s since Train): " + ", ".join(f"{k} {v:.1f}" for k, v in reporter.phases.items()))
     print(f"generation {summary['generation_s']:.1f} s; training {summary['training_s']:.1f} s for "
           f"{summary['epochs_run']} epochs (best epoch {summary['best_epoch']}); total {total_s:.1f} s "
           f"({total_s / 60:.2f} min)")

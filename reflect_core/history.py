@@ -298,11 +298,11 @@ def _files_of(doc: Document) -> Path | None:
 
 
 def _shared(table: Table, doc: Document, target: Path) -> bool:
+    """Whether another record's files are, contain or lie inside ``target``."""
     root = data_dir().resolve()
-    return any(
-        other.doc_id != doc.doc_id and other["files"] is not None and _overlaps(target, (root / other["files"]).resolve())
-        for other in table.all()
-    )
+    others = [(root / other["files"]).resolve() for other in table.all()
+              if other.doc_id != doc.doc_id and other["files"] is not None]
+    return any(_overlaps(target, other) for other in others)
 
 
 def _remove_tree(target: Path, record_id: str) -> None:

@@ -47,7 +47,7 @@ def settings_from_dict(raw: dict) -> ModelSettings:
 class CompactCNN(nn.Module):
     """A small 1-D CNN: (conv, GELU, max-pool) blocks, then two dense layers.
 
-    Sized to train on two CPU cores in minutes (~0.5 M parameters at the defaults
+    Sized to train on two CPU cores in minutes (~1 M parameters at the defaults
     for 308 Q points and 900 z points), where pyreflect's 155 M-parameter CNN
     needs hours per epoch.
     """

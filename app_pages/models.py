@@ -1,0 +1,152 @@
+"""Models and data: upload training arrays, measured curves and models; see model cards;
+predict an SLD profile for a measured curve."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from reflect_core import rate_limit, user_files
+from reflect_core.data_io import read_curve
+from reflect_core.evaluation import recomputed_nr
+from reflect_core.figures import reflectivity_figure, sld_figure
+from reflect_core.limits import LimitError, check_upload_size
+from reflect_core.predict import PredictError, predict
+from reflect_core.uploads import UploadError, validate_upload
+from ui.session import current_limits, current_user, rate_limit_per_minute
+
+user, limits = current_user(), current_limits()
+st.title("Models and data")
+st.caption(f"Uploads are checked before they are kept (limit {limits.upload_bytes / 1e6:,.0f} MB per file, "
+           f"{limits.profile} profile) and stay private to you.")
+
+
+def accept(upload, role: str):
+    """The validated upload, or None after showing why it was refused (nothing is kept then)."""
+    try:
+        check_upload_size(upload.size, limits, upload.name)
+        rate_limit.hit(user.name, "upload", rate_limit_per_minute("upload"))
+        return validate_upload(upload.name, upload.getvalue(), role, limits.upload_bytes)
+    except (UploadError, LimitError, rate_limit.RateLimitError) as exc:
+        st.error(f"Not kept: {exc}")
+        return None
+
+
+def once(upload) -> bool:
+    """True the first time a given uploaded file is seen (reruns must not redo an upload)."""
+    seen = st.session_state.setdefault("models_seen_uploads", set())
+    if upload is None or upload.file_id in seen:
+        return False
+    seen.add(upload.file_id)
+    return True
+
+
+uploads_tab, models_tab, predict_tab = st.tabs(["Upload", "Model cards", "Predict"])
+
+with uploads_tab:
+    st.subheader("Training arrays")
+    st.caption("pyreflect format: NR (N, 2, L) rows [Q in Å⁻¹, R] and SLD (N, 2, M) rows [z in Å, SLD in 10⁻⁶ Å⁻²], "
+               "float .npy without pickles. They appear as a data source on the Train page.")
+    c = st.columns(2)
+    nr_file = c[0].file_uploader("NR curves (.npy)", type=["npy"], key="up_nr")
+    sld_file = c[1].file_uploader("SLD profiles (.npy)", type=["npy"], key="up_sld")
+    if nr_file and sld_file and once(nr_file) | once(sld_file):
+        nr, sld = accept(nr_file, "nr"), accept(sld_file, "sld")
+        if nr and sld:
+            try:
+                user_files.save_array_pair(user, (nr_file.name, nr_file.getvalue(), nr.content.shape),
+                                                    (sld_file.name, sld_file.getvalue(), sld.content.shape))
+                st.success(f"Kept: {nr.description}; {sld.description}.")
+            except UploadError as exc:
+                st.error(f"Not kept: {exc}")
+    sets = user_files.array_sets(user)
+    if sets:
+        st.dataframe(pd.DataFrame([{"uploaded": info["nr"] + " + " + info["sld"], "curves": info["curves"],
+                                    "Q points": info["q_points"], "z points": info["z_points"]}
+                                   for _, info in sets]), hide_index=True)
+
+    st.subheader("Measured curves")
+    curve_file = st.file_uploader("Text (Q, R[, dR[, dQ]] in Å⁻¹) or ORSO .ort", type=["txt", "dat", "csv", "ort"],
+                                  key="up_curve")
+    if once(curve_file) and (accepted := accept(curve_file, "curve")):
+        user_files.save_curve(user, curve_file.name, curve_file.getvalue())
+        st.success(f"Kept: {accepted.description}.")
+
+    st.subheader("Models")
+    c = st.columns(2)
+    model_file = c[0].file_uploader("A model directory as .zip (from this app)", type=["zip"], key="up_model")
+    if once(model_file) and accept(model_file, "model"):
+        try:
+            record = user_files.add_model_zip(user, model_file.name, model_file.getvalue(), limits.upload_bytes)
+            st.success(f"Model '{record['name']}' added.")
+        except (UploadError, FileExistsError) as exc:
+            st.error(f"Not kept: {exc}")
+    with c[1]:
+        weights_file = st.file_uploader("pyreflect weights (.pth)", type=["pth", "pt"], key="up_weights")
+        stats_file = st.file_uploader("its normalisation stats (.npy or .json)", type=["npy", "json"],
+                                      key="up_stats")
+        if weights_file and stats_file and once(weights_file) | once(stats_file):
+            weights, stats = accept(weights_file, "pyreflect_weights"), accept(stats_file, "pyreflect_stats")
+            if weights and stats:
+                try:
+                    record = user_files.add_pyreflect_model(user, weights_file.name, weights_file.getvalue(),
+                                                            stats.content)
+                    st.success(f"pyreflect model '{record['name']}' added.")
+                except UploadError as exc:
+                    st.error(f"Not kept: {exc}")
+
+models = user_files.model_records(user)
+with models_tab:
+    if not models:
+        st.info("No models yet: train one, or upload one.")
+    for record, model_dir in models:
+        meta = json.loads((model_dir / "model.json").read_text())
+        q, z = np.asarray(meta["q"]), np.asarray(meta["z"])
+        with st.container(border=True):
+            st.markdown(f"**{record['name']}** · {record['kind']}" + (f" · owner {record['owner']}"
+                                                                       if user.is_admin else ""))
+            metrics = (meta.get("metrics") or {}).get("model") or {}
+            baseline = (meta.get("metrics") or {}).get("baseline") or {}
+            prior = meta.get("prior") or {}
+            st.caption(
+                f"Architecture {meta['model']['arch']} ({meta.get('parameters', 0):,} parameters) · "
+                f"Q grid {q.size} points {q.min():.4g}–{q.max():.4g} Å⁻¹ · dQ/Q {100 * meta['dq']:.3g} % FWHM · "
+                f"profile {z.size} points {z.min():.0f}–{z.max():.0f} Å · "
+                + (f"prior: {len(prior['film']['layers'])} layers, {len(prior['bounds'])} bounds · " if prior else "")
+                + (f"test RMSE {metrics['rmse']:.3g} (baseline {baseline['rmse']:.3g}) 10⁻⁶ Å⁻² · "
+                   if metrics else "no test metrics · ")
+                + f"{sum(f.stat().st_size for f in model_dir.iterdir()) / 1e6:.1f} MB")
+
+with predict_tab:
+    if not models:
+        st.info("No models yet: train one, or upload one.")
+        st.stop()
+    names = [f"{r['name']} ({r['id']})" for r, _ in models]
+    pick = st.selectbox("Model", range(len(models)), format_func=names.__getitem__)
+    record, model_dir = models[pick]
+    curve_paths = user_files.curves(user)
+    if not curve_paths:
+        st.info("Upload a measured curve first (Upload tab).")
+        st.stop()
+    path = st.selectbox("Measured curve", curve_paths, format_func=lambda p: p.name)
+    curve = read_curve(path).sorted()
+    if curve.r is None:
+        st.error("This file holds only Q values: prediction needs R.")
+        st.stop()
+    meta = json.loads((model_dir / "model.json").read_text())
+    try:
+        nr = np.stack([np.stack([curve.q, curve.r])])
+        sld = predict(model_dir, nr, resample=True)[0]
+    except PredictError as exc:
+        st.error(str(exc))
+        st.stop()
+    q_model = np.asarray(meta["q"])
+    r_model = recomputed_nr(sld[0], sld[1][None], q_model, meta["dq"], meta.get("beam_from", "ambient"))[0]
+    st.caption("The curve is interpolated (in log R) onto the model's Q grid; negative or zero R points are "
+               "floored before the log. The recomputed curve uses the model's resolution.")
+    c = st.columns(2)
+    c[0].plotly_chart(sld_figure(sld[0], sld[1], label="predicted SLD"))
+    c[1].plotly_chart(reflectivity_figure([("recomputed from the predicted profile", q_model, r_model)], data=curve))

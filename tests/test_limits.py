@@ -1,0 +1,77 @@
+"""Limits, rate limits and ownership of jobs."""
+
+import pytest
+
+from reflect_core import jobs, rate_limit
+from reflect_core.access import AccessError, User
+from reflect_core.limits import LOCAL, SHARED, LimitError, check_spec, check_upload_size, limits_for, spec_violations
+
+ALICE, BOB, ADMIN = User("alice"), User("bob"), User("root", "admin")
+
+
+def test_profiles_match_the_published_table():
+    assert (LOCAL.curves, LOCAL.film_layers, LOCAL.batch_size, LOCAL.epochs, LOCAL.cnn_layers, LOCAL.dropout,
+            LOCAL.latent_dim, LOCAL.ae_mlp_epochs, LOCAL.concurrent_jobs, LOCAL.upload_bytes) == (
+        100_000, 20, 512, 1000, 20, 0.9, 128, 500, 2, 200_000_000)
+    assert (SHARED.curves, SHARED.film_layers, SHARED.batch_size, SHARED.epochs, SHARED.cnn_layers, SHARED.dropout,
+            SHARED.latent_dim, SHARED.ae_mlp_epochs, SHARED.concurrent_jobs, SHARED.upload_bytes) == (
+        5_000, 10, 64, 50, 12, 0.5, 32, 100, 1, 50_000_000)
+
+
+def test_who_gets_which_profile():
+    assert limits_for("local", "admin", login_enabled=False) is LOCAL
+    assert limits_for("alice", "user", login_enabled=True) is SHARED
+    assert limits_for("alice", "user", login_enabled=True, allowlist=["alice"]) is LOCAL
+    assert limits_for("root", "admin", login_enabled=True) is LOCAL
+
+
+def test_every_violation_is_listed_in_one_message():
+    spec = {"dataset": {"n": 6000, "prior": {"film": {"layers": [{"sld": 1}] * 11}}},
+            "model": {"layers": 13, "dropout": 0.6}, "training": {"epochs": 51, "batch_size": 65}}
+    with pytest.raises(LimitError) as info:
+        check_spec(spec, SHARED, running_jobs=1)
+    message = str(info.value)
+    for part in ("curves 6,000 > 5,000", "film layers 11 > 10", "batch size 65 > 64", "epochs 51 > 50",
+                 "CNN layers 13 > 12", "dropout 0.6 > 0.5", "concurrent jobs"):
+        assert part in message, part
+    assert len(info.value.violations) == 7
+    assert spec_violations(spec, LOCAL) == []
+
+
+def test_upload_size_limit():
+    check_upload_size(50_000_000, SHARED, "a.npy")
+    with pytest.raises(LimitError, match="a.npy: 50.0 MB > 50 MB"):
+        check_upload_size(50_000_001, SHARED, "a.npy")
+
+
+def test_rate_limit_says_when_to_try_again(tmp_path, monkeypatch):
+    monkeypatch.setenv("REFLECT_DATA_DIR", str(tmp_path))
+    for k in range(5):
+        rate_limit.hit("alice", "submit", now=1000.0 + k)
+    with pytest.raises(rate_limit.RateLimitError, match=r"at most 5 per minute. Try again in 55 s"):
+        rate_limit.hit("alice", "submit", now=1005.0)
+    rate_limit.hit("bob", "submit", now=1005.0)  # per user
+    rate_limit.hit("alice", "submit", now=1061.0)  # the window slid
+    for k in range(10):
+        rate_limit.hit("alice", "upload", now=2000.0)
+    with pytest.raises(rate_limit.RateLimitError, match="uploads"):
+        rate_limit.hit("alice", "upload", now=2001.0)
+    rate_limit.hit("alice", "upload", per_minute=20, now=2001.0)  # configurable
+
+
+def test_user_b_cannot_touch_user_a_runs(tmp_path, monkeypatch):
+    monkeypatch.setenv("REFLECT_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("REFLECT_MAX_CONCURRENT", "0")  # stays queued: no worker needed
+    spec = {"dataset": {"n": 50}, "model": {"layers": 1, "channels": 4, "hidden": 8},
+            "training": {"epochs": 1}}
+    run_id = jobs.submit(spec, ALICE.name, "alice's run")
+    assert [r.run_id for r in jobs.runs_for(BOB)] == []
+    assert [r.run_id for r in jobs.runs_for(ADMIN)] == [run_id]
+    for action in ("cancel", "pause", "stop", "resume", "retry", "delete"):
+        with pytest.raises(AccessError, match="is not yours"):
+            getattr(jobs, action)(run_id, user=BOB)
+    with pytest.raises(AccessError):
+        jobs.get(run_id, user=BOB)
+    assert jobs.get(run_id, user=ALICE).state == "queued"
+    jobs.cancel(run_id, user=ADMIN)
+    assert jobs.get(run_id, user=ALICE).state == "cancelled"
