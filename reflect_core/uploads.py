@@ -32,7 +32,7 @@ import torch
 from numpy.lib import format as npy_format
 
 from .data_io import Curve, CurveError, parse_curve
-from .film import FilmError, film_from_json
+from .film import Film, FilmError, film_from_json
 from .model_store import MAX_WEIGHTS_BYTES, META, WEIGHTS, save_model
 from .models import ModelError, build_model, parameter_count, settings_from_dict
 from .preprocess import R_FLOOR, Normalizer
@@ -158,10 +158,9 @@ def _pyreflect_array(filename: str, data: bytes, what: str, rows: str) -> np.nda
     return array
 
 
-def _check_one_grid(filename: str, grids: np.ndarray, name: str, hint: str = "") -> None:
+def _check_one_grid(filename: str, grids: np.ndarray, name: str, items: str, hint: str = "") -> None:
     if not np.allclose(grids, grids[0]):
-        raise _error(filename, f"the rows do not share one {name} grid; every one must use the same {name} "
-                               f"values{hint}")
+        raise _error(filename, f"the {items} do not share one {name} grid; all must use the same {name} values{hint}")
 
 
 def _check_q_units(filename: str, q: np.ndarray) -> None:
@@ -183,7 +182,7 @@ def _nr_curves(filename: str, data: bytes) -> tuple[np.ndarray, str]:
     q, r = nr[:, 0], nr[:, 1]
     if np.any(q <= 0):
         raise _error(filename, f"Q must be > 0 Å⁻¹; {int(np.sum(q <= 0)):,} values are ≤ 0")
-    _check_one_grid(filename, q, "Q")
+    _check_one_grid(filename, q, "Q", "curves")
     _check_q_units(filename, q[0])
     if np.any(r < 0):
         raise _error(filename, "R has negative values; expected linear reflectivity (not log10 R)")
@@ -196,8 +195,8 @@ def _nr_curves(filename: str, data: bytes) -> tuple[np.ndarray, str]:
 def _sld_profiles(filename: str, data: bytes) -> tuple[np.ndarray, str]:
     sld = _pyreflect_array(filename, data, "SLD profiles", "z, SLD")
     z, rho = sld[:, 0], sld[:, 1]
-    _check_one_grid(filename, z, "z", " (pyreflect's generator gives each profile its own z range: resample "
-                                      "them onto one grid first)")
+    _check_one_grid(filename, z, "z", "profiles",
+                    " (pyreflect's generator gives each profile its own z range: resample them onto one grid first)")
     _check_sld_units(filename, rho)
     return sld, (f"{len(sld):,} SLD profiles on {z.shape[1]} z points, {z[0].min():.4g}–{z[0].max():.4g} Å, "
                  f"SLD {rho.min():.3g}–{rho.max():.3g} × 10⁻⁶ Å⁻²")
@@ -268,7 +267,7 @@ def _orso_fwhm(filename: str, column, values: np.ndarray) -> np.ndarray:
     return values if getattr(column, "value_is", None) == "FWHM" else values * FWHM_PER_SIGMA
 
 
-def _film(filename: str, data: bytes):
+def _film(filename: str, data: bytes) -> tuple[Film, str]:
     try:
         film = film_from_json(data)
     except FilmError as exc:
@@ -359,10 +358,17 @@ def _load_state_dict(filename: str, label: str, raw: bytes, max_bytes: int) -> d
     if not isinstance(state, dict):
         raise _error(filename, f"{label} holds a {type(state).__name__}, not a state dict (names → tensors)")
     for key, value in state.items():
-        if not isinstance(key, str) or not isinstance(value, torch.Tensor) or value.layout != torch.strided:
-            raise _error(filename, f"{label} is not a state dict: {str(key)[:60]!r} holds "
-                                   f"{type(value).__name__} instead of a tensor (a training checkpoint?)")
+        if not isinstance(key, str) or not _plain_tensor(value):
+            kind = (f"a {value.dtype} {value.layout} tensor on {value.device}" if isinstance(value, torch.Tensor)
+                    else f"{type(value).__name__} (a training checkpoint? save model.state_dict() alone)")
+            raise _error(filename, f"{label} is not a state dict of plain tensors: {str(key)[:60]!r} holds {kind}")
     return state
+
+
+def _plain_tensor(value) -> bool:
+    """Dense CPU numbers, as a state dict of our networks holds (int64 only for BatchNorm's counter)."""
+    return (isinstance(value, torch.Tensor) and value.layout == torch.strided and value.device.type == "cpu"
+            and (value.is_floating_point() or value.dtype == torch.int64))
 
 
 def _torch_refusal(exc: Exception) -> str:
@@ -371,6 +377,25 @@ def _torch_refusal(exc: Exception) -> str:
     if found:
         return f"asks to load {found.group(1)} when unpickled; refused (only tensors are loaded)"
     return f"is not a plain weights file ({_short(exc)})"
+
+
+def _first_three(names: list[str]) -> str:
+    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+
+def _fit_problems(expected: dict, state: dict) -> list[str]:
+    """Missing, unexpected and wrongly shaped tensors, in words."""
+    missing, unexpected = sorted(expected.keys() - state.keys()), sorted(state.keys() - expected.keys())
+    wrong = [f"{name} is {list(state[name].shape)} but must be {list(tensor.shape)}"
+             for name, tensor in expected.items() if name in state and state[name].shape != tensor.shape]
+    problems = []
+    if missing:
+        problems.append(f"missing {_first_three(missing)}")
+    if unexpected:
+        problems.append(f"unexpected {_first_three(unexpected)}")
+    if wrong:
+        problems.append(_first_three(wrong))
+    return problems
 
 
 def _fit_weights(filename: str, label: str, settings, n_q: int, n_z: int, state: dict) -> torch.nn.Module:
@@ -382,11 +407,11 @@ def _fit_weights(filename: str, label: str, settings, n_q: int, n_z: int, state:
     except ModelError as exc:
         raise _error(filename, str(exc)) from None
     problems = _fit_problems(model.state_dict(), state)
-    try:
-        if not problems:
+    if not problems:
+        try:
             model.load_state_dict(state, strict=True, assign=True)
-    except RuntimeError as exc:
-        problems = [_short(exc)]
+        except RuntimeError as exc:  # whatever the name-and-shape comparison cannot see
+            problems = [_short(exc)]
     if problems:
         raise _error(filename, f"{label} do not fit the {settings.arch} for {n_q} Q / {n_z} z points: "
                                f"{'; '.join(problems)}")
@@ -437,10 +462,10 @@ def _model_meta(filename: str, raw: bytes):
     if np.any(q <= 0):
         raise _error(filename, f"{META}: Q values must be > 0 Å⁻¹")
     _check_q_units(filename, q)
-    values = normalizer.to_dict()
-    if not all(math.isfinite(v) for v in values.values()) or not (
-            normalizer.log_r_max > normalizer.log_r_min and normalizer.sld_max > normalizer.sld_min):
-        raise _error(filename, f"{META}: normalization must be finite with each max above its min")
+    if not all(math.isfinite(value) for value in normalizer.to_dict().values()):
+        raise _error(filename, f"{META}: normalization values must be finite")
+    if not (normalizer.log_r_max > normalizer.log_r_min and normalizer.sld_max > normalizer.sld_min):
+        raise _error(filename, f"{META}: normalization log_r_max and sld_max must be above their minima")
     return meta, settings, q, z
 
 
@@ -452,21 +477,11 @@ def _check_model_files(filename: str, meta_raw: bytes, weights_raw: bytes, max_b
 
 
 def _model_zip(filename: str, data: bytes, max_bytes: int) -> tuple[dict, str]:
-    meta, model = _check_model_files(filename, *_model_files(filename, safe_zip_members(filename, data, max_bytes)),
-                                     max_bytes)
+    meta_raw, weights_raw = _model_files(filename, safe_zip_members(filename, data, max_bytes))
+    meta, model = _check_model_files(filename, meta_raw, weights_raw, max_bytes)
     q = np.asarray(meta["q"], dtype=float)
     return meta, (f"{meta['model']['arch']} model: {parameter_count(model):,} parameters, {q.size} Q points "
                   f"({q.min():.4g}–{q.max():.4g} Å⁻¹) → {len(meta['z'])} z points")
-
-
-def _fit_problems(expected: dict, state: dict) -> list[str]:
-    """Missing, unexpected and wrongly shaped tensors, in words (at most three of each)."""
-    missing, unexpected = sorted(expected.keys() - state.keys()), sorted(state.keys() - expected.keys())
-    wrong = [f"{name} is {list(state[name].shape)} but must be {list(tensor.shape)}"
-             for name, tensor in expected.items() if name in state and state[name].shape != tensor.shape]
-    listed = lambda names: ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")  # noqa: E731
-    return ([f"missing {listed(missing)}"] if missing else []) + (
-        [f"unexpected {listed(unexpected)}"] if unexpected else []) + ([listed(wrong)] if wrong else [])
 
 
 @contextmanager

@@ -108,7 +108,8 @@ def small_meta(**changes) -> bytes:
 
 
 def model_zip(meta: bytes | None = None, weights: bytes | None = None, prefix: str = "") -> bytes:
-    return zip_of({f"{prefix}model.json": meta or small_meta(), f"{prefix}model.pt": weights or torch_bytes(small_state())})
+    weights = weights or torch_bytes(small_state())
+    return zip_of({f"{prefix}model.json": meta or small_meta(), f"{prefix}model.pt": weights})
 
 
 def symlink_zip() -> bytes:
@@ -280,7 +281,8 @@ BAD = [
      "one model.json and one model.pt"),
     ("model-split-folders", "model", "model.zip",
      lambda: zip_of({"a/model.json": small_meta(), "b/model.pt": torch_bytes(small_state())}), "same folder"),
-    ("model-meta-not-json", "model", "model.zip", lambda: model_zip(meta=b"{arch: cnn"), "model.json is not valid JSON"),
+    ("model-meta-not-json", "model", "model.zip", lambda: model_zip(meta=b"{arch: cnn"),
+     "model.json is not valid JSON"),
     ("model-meta-no-q", "model", "model.zip", lambda: model_zip(meta=small_meta(q=None).replace(b'"q": null, ', b"")),
      "lacks the field 'q'"),
     ("model-meta-unknown-arch", "model", "model.zip", lambda: model_zip(meta=small_meta(model={"arch": "transformer"})),
@@ -289,6 +291,8 @@ BAD = [
      "holds a list, not a state dict"),
     ("model-weights-a-checkpoint", "model", "model.zip",
      lambda: model_zip(weights=torch_bytes({"model": small_state(), "epoch": 3})), "not a state dict"),
+    ("model-weights-meta-tensors", "model", "model.zip",
+     lambda: model_zip(weights=torch_bytes({k: v.to("meta") for k, v in small_state().items()})), "on meta"),
     ("model-weights-plain-pickle", "model", "model.zip", lambda: model_zip(weights=pickle.dumps(small_state())),
      "not a PyTorch weights file"),
     ("model-weights-call-a-function", "model", "model.zip",
