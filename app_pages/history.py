@@ -20,7 +20,8 @@ from ui.state import keep
 
 user = current_user()
 st.title("History")
-st.caption("Your saved films and training runs, newest first. Select rows to open, rename, delete, compare or export."
+st.caption("Your saved films and training runs, newest first. Select records below to open, rename, delete, "
+           "compare or export them."
            + (" As an admin you see everyone's." if user.is_admin and user.name != "local" else ""))
 
 c = st.columns([2, 2, 2])
@@ -53,11 +54,16 @@ def _row(record: dict) -> dict:
     }
 
 
-table = st.dataframe(pd.DataFrame([_row(r) for r in found]), hide_index=True, width="stretch",
-                     on_select="rerun", selection_mode="multi-row", key="history_table")
-chosen = [found[i] for i in table.selection.rows]
+st.dataframe(pd.DataFrame([_row(r) for r in found]), hide_index=True, width="stretch")
+by_id = {r["id"]: r for r in found}
+# A record deleted or filtered out must leave the selection, or the widget refuses the stale value.
+st.session_state["history_selected"] = [i for i in st.session_state.get("history_selected", []) if i in by_id]
+picked = st.multiselect("Select records", list(by_id), key="history_selected",
+                        format_func=lambda i: f"{by_id[i]['name']} · {by_id[i]['kind']} · "
+                                              f"{dt.datetime.fromtimestamp(by_id[i]['created']):%Y-%m-%d %H:%M}",
+                        placeholder="one to open, rename, delete or export; two or more to compare")
+chosen = [by_id[i] for i in picked if i in by_id]
 if not chosen:
-    st.caption("Select one row to open, rename, delete or export it; two or more to compare.")
     render_import(user)
     st.stop()
 

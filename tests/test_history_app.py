@@ -1,0 +1,117 @@
+"""The history page through AppTest: select, rename, delete, open, compare, export; and
+bundles that import back as the importer's own records."""
+
+import io
+import json
+import zipfile
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from conftest import ROOT
+from reflect_core import history
+from reflect_core.access import LOCAL_USER, AccessError, User
+from reflect_core.bundles import build_bundle, bundle_parts
+from reflect_core.generate import dataset_from_dict, generate
+from reflect_core.importer import import_bundle, import_json
+from reflect_core.job_protocol import PrintReporter
+from reflect_core.model_store import load_model
+from reflect_core.pipeline import train_on_arrays, validate_spec
+from reflect_core.presets import DEFAULT_FILM
+from reflect_core.records import record_dir
+from reflect_core.storage import data_dir
+from reflect_core.uploads import UploadError
+from test_generate import SIMPLE
+
+APP = str(ROOT / "app.py")
+
+
+class Quiet(PrintReporter):
+    def __init__(self):
+        super().__init__(stream=io.StringIO())
+
+
+def trained_record(name: str, epochs: int) -> dict:
+    """A completed training record with a real (tiny) model, as a finished job leaves it."""
+    spec = validate_spec({"dataset": {**SIMPLE, "n": 200, "seed": 4}, "model": {"layers": 1, "channels": 4,
+                                                                               "hidden": 16},
+                          "training": {"epochs": epochs, "batch_size": 32}})
+    folder = f"runs/{name}"
+    data = generate(spec.dataset, data_dir() / folder / "data")
+    summary = train_on_arrays(np.load(data / "nr_train.npy"), np.load(data / "sld_train.npy"), spec,
+                              data_dir() / folder / "model", Quiet())
+    return history.add(LOCAL_USER, "training", name, spec.to_dict(),
+                       {"state": "completed", "rmse": summary["metrics"]["model"]["rmse"],
+                        "baseline_rmse": summary["metrics"]["baseline"]["rmse"]}, files=folder)
+
+
+@pytest.fixture
+def app(tmp_path, monkeypatch):
+    monkeypatch.setenv("REFLECT_DATA_DIR", str(tmp_path))
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    at.switch_page("app_pages/history.py").run()
+    return at
+
+
+def select(at, *records):
+    at.multiselect(key="history_selected").set_value([r["id"] for r in records]).run()
+    assert not at.exception, at.exception
+
+
+def test_rename_delete_and_open_a_film(app):
+    film = history.add(LOCAL_USER, "film", "thin gold", {"film": DEFAULT_FILM.to_dict(), "qmax": 0.25})
+    app.run()
+    select(app, film)
+    app.text_input[1].set_value("  gold on silicon  ")
+    next(b for b in app.button if b.label == "Rename").click().run()
+    assert history.get(LOCAL_USER, film["id"])["name"] == "gold on silicon"
+    select(app, film)
+    next(b for b in app.button if b.label == "Open").click().run()
+    assert [r["name"] for r in app.session_state["film_rows"]] == [l.name for l in DEFAULT_FILM.layers]
+    app.switch_page("app_pages/history.py").run()
+    select(app, film)
+    app.checkbox(key=f"confirm_{film['id']}").check().run()
+    next(b for b in app.button if b.label == "Delete for good").click().run()
+    assert history.list_records(LOCAL_USER) == []
+
+
+def test_compare_two_runs_on_a_shared_test_set(app):
+    a, b = trained_record("short", 1), trained_record("longer", 3)
+    app.run()
+    select(app, a, b)
+    assert any("Comparing 2 records" in h.value for h in app.subheader)
+    table = app.dataframe[-1].value
+    assert list(table["run"]) == ["short", "longer"] or list(table["run"]) == ["longer", "short"]
+    assert len(app.get("plotly_chart")) == 2  # overlaid losses and profiles of one shared test curve
+
+
+def test_export_bundle_and_import_it_as_another_user(app, tmp_path):
+    record = trained_record("to share", 2)
+    app.run()
+    select(app, record)
+    assert any("Download bundle" in b.label for b in app.get("download_button"))
+    parts = bundle_parts(record, record_dir(record))
+    assert {"record.json", "figures.html", "model", "data"} <= set(parts)
+    bundle = build_bundle(record, record_dir(record), {"record.json", "model"}, None)
+    names = zipfile.ZipFile(io.BytesIO(bundle)).namelist()
+    assert "record.json" in names and "model/model.pt" in names and not any(n.startswith("data/") for n in names)
+    bob = User("bob")
+    imported = import_bundle(bob, "to_share.zip", bundle, 50_000_000)
+    assert imported["owner"] == "bob" and imported["kind"] == "training"
+    load_model(record_dir(imported) / "model")
+    with pytest.raises(AccessError):
+        history.get(User("carol"), imported["id"])
+
+
+def test_import_pyreflect_interface_export_and_bad_files():
+    export = {"params": {"layers": json.loads(DEFAULT_FILM.to_json())["layers"], "generator": {"numCurves": 1000}},
+              "result": {"metrics": {"mse": 0.01}}}
+    record = import_json(User("alice"), "interface_export.json", json.dumps(export).encode())
+    assert record["kind"] == "import" and record["params"]["film"]["layers"][0]["name"] == "substrate"
+    for name, data, message in [("x.json", b"{", "not valid JSON"), ("x.json", b"[]", "JSON object"),
+                                ("x.zip", b"PK\x03\x04garbage", "x.zip")]:
+        with pytest.raises(UploadError, match=message):
+            (import_bundle(User("alice"), name, data, 10_000) if name.endswith(".zip")
+             else import_json(User("alice"), name, data))
