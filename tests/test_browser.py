@@ -1,6 +1,8 @@
 """A real browser (Debian's Chromium through Playwright) against `streamlit run`."""
 
+import contextlib
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -23,15 +25,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("data")
-
-
-@pytest.fixture(scope="module")
-def server(data_dir):
+@contextlib.contextmanager
+def streamlit_server(env_changes: dict):
+    """`streamlit run app.py` on a free loopback port; yields its URL."""
     port = free_port()
-    env = dict(os.environ, REFLECT_DATA_DIR=str(data_dir))
+    env = dict(os.environ, **env_changes)
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
          "--server.address", "127.0.0.1", "--server.headless", "true"],
@@ -48,9 +46,22 @@ def server(data_dir):
     else:
         proc.kill()
         pytest.fail("streamlit did not start within 60 s:\n" + proc.stdout.read().decode(errors="replace"))
-    yield url
-    proc.terminate()
-    proc.wait(timeout=10)
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("data")
+
+
+@pytest.fixture(scope="module")
+def server(data_dir):
+    with streamlit_server({"REFLECT_DATA_DIR": str(data_dir)}) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -125,3 +136,56 @@ def test_train_a_tiny_model_and_see_its_results(server, browser, data_dir, monke
     [run] = jobs.list_runs()
     assert run.name == "browser run" and run.state == "completed"
     page.close()
+
+
+def test_log_in_open_a_run_and_download_its_bundle(browser, tmp_path, monkeypatch):
+    import io
+    import zipfile
+
+    import yaml
+
+    from reflect_core import history, jobs
+    from reflect_core.access import User
+    from reflect_core.auth_config import hash_password
+
+    data = tmp_path / "data"
+    monkeypatch.setenv("REFLECT_DATA_DIR", str(data))
+    auth = tmp_path / "auth.yaml"
+    auth.write_text(yaml.safe_dump({
+        "credentials": {"usernames": {"alice": {"name": "Alice", "email": "alice@lab.org",
+                                                "password": hash_password("alice-password-1")}}},
+        "cookie": {"name": "reflect_browser_test", "key": "c" * 40, "expiry_days": 1}}))
+    # A finished run of alice's, made through the same job system the page uses.
+    spec = {"dataset": {"n": 200}, "model": {"layers": 1, "channels": 4, "hidden": 16}, "training": {"epochs": 2}}
+    run_id = jobs.submit(spec, "alice", "alice's first model")
+    history.add(User("alice"), "training", "alice's first model", spec, files=f"runs/{run_id}", run_id=run_id)
+    deadline = time.time() + 180
+    while jobs.get(run_id).state != "completed":
+        assert time.time() < deadline and jobs.get(run_id).state in ("queued", "running"), jobs.get(run_id)
+        jobs.tick()
+        time.sleep(0.5)
+
+    with streamlit_server({"REFLECT_DATA_DIR": str(data), "AUTH_CONFIG": str(auth)}) as url:
+        page = browser.new_page(viewport={"width": 1500, "height": 2000}, accept_downloads=True)
+        page.goto(url, wait_until="domcontentloaded")
+        page.get_by_role("textbox", name="Username").fill("alice")
+        page.get_by_role("textbox", name="Password").fill("alice-password-1")
+        page.get_by_role("button", name="Login").click()
+        page.wait_for_selector(".js-plotly-plot", timeout=60_000)
+        page.get_by_role("link", name="History").click()
+        page.wait_for_selector("text=Select records", timeout=60_000)
+        page.locator("[data-testid='stMultiSelect']").filter(has_text="Select records").click()
+        page.get_by_role("option", name=re.compile("alice's first model")).click()
+        page.wait_for_selector("text=Export as a bundle", timeout=30_000)
+        page.get_by_text("Export as a bundle").click()
+        with page.expect_download(timeout=60_000) as download:
+            page.get_by_role("button", name=re.compile("Download bundle")).click()
+        bundle = zipfile.ZipFile(io.BytesIO(open(download.value.path(), "rb").read()))
+        assert {"record.json", "figures.html", "model/model.pt"} <= set(bundle.namelist())
+        page.wait_for_timeout(1500)  # let the rerun after the download settle
+        page.get_by_text("Open", exact=True).first.click()
+        page.wait_for_selector("text=Results on the held-out test set", timeout=60_000)
+        assert page.locator("[data-testid='stException']").count() == 0
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "opened_run.png"), full_page=True)
+        page.close()

@@ -45,7 +45,9 @@ def _progress(run: jobs.RunInfo) -> None:
     if run.state == "queued":
         st.info(f"Queued: position {run.queue_position} (at most {jobs.max_concurrent_jobs()} job(s) run at once).")
         return
-    if p.total:
+    if run.state == "completed":
+        st.progress(1.0, text="done")
+    elif p.total:
         fraction = min(p.done / p.total, 1.0)
         st.progress(fraction, text=f"{p.phase}: {p.done:,}/{p.total:,}"
                     + (f" · epoch {p.epoch}/{p.epochs_total}" if p.epochs_total else ""))
