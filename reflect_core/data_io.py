@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .storage import read_bounded
+
 MAX_CURVE_BYTES = 20_000_000
 
 
@@ -73,8 +75,7 @@ def parse_curve(raw: bytes | str, name: str = "curve") -> Curve:
 
 def read_curve(path) -> Curve:
     try:
-        with open(path, "rb") as handle:
-            raw = handle.read(MAX_CURVE_BYTES + 1)
+        raw = read_bounded(path, MAX_CURVE_BYTES)
     except OSError as exc:
         raise CurveError(f"cannot read {path}: {exc.strerror}") from None
     return parse_curve(raw, str(path))

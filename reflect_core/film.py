@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
+from .storage import read_bounded
+
 LAYER_FIELDS = ("sld", "isld", "thickness", "roughness")
 FIELD_UNITS = {
     "sld": "10⁻⁶ Å⁻²",
@@ -186,8 +188,7 @@ def film_from_json(text: str | bytes) -> Film:
 
 def load_film(path) -> Film:
     try:
-        with open(path, "rb") as handle:
-            text = handle.read(MAX_FILM_BYTES + 1)
+        text = read_bounded(path, MAX_FILM_BYTES)
     except OSError as exc:
         raise FilmError(f"cannot read film file {path}: {exc.strerror}") from None
     return film_from_json(text)

@@ -20,9 +20,11 @@ import numpy as np
 FOUR_PI_1E6 = 4.0 * math.pi * 1e-6  # SLD unit 1e-6 Å⁻² to Å⁻², times 4π
 
 
-@numba.njit(inline="always", cache=True, fastmath=True)
+@numba.njit(inline="always", cache=True, fastmath=True, error_model="numpy")
 def _csqrt(re, im):  # pragma: no cover - compiled
     # Principal square root without cancellation for either sign of re.
+    if im == 0.0:  # transparent layers: one real root, above or below their edge
+        return complex(math.sqrt(re), 0.0) if re >= 0.0 else complex(0.0, math.sqrt(-re))
     mod = math.sqrt(re * re + im * im)
     if re >= 0.0:
         t = math.sqrt(0.5 * (mod + re))
@@ -31,7 +33,7 @@ def _csqrt(re, im):  # pragma: no cover - compiled
     return complex(0.5 * abs(im) / t, math.copysign(t, im))
 
 
-@numba.njit(inline="always", cache=True, fastmath=True)
+@numba.njit(inline="always", cache=True, fastmath=True, error_model="numpy")
 def _cexp(z):  # pragma: no cover - compiled
     # Transparent layers above their critical edge give purely real or purely
     # imaginary exponents: skip the transcendental calls that would return 1 or 0.
@@ -43,9 +45,10 @@ def _cexp(z):  # pragma: no cover - compiled
     return complex(m * math.cos(z.imag), m * math.sin(z.imag))
 
 
-@numba.njit(parallel=True, cache=True, fastmath=True)
-def _parratt(q, stacks, out):  # pragma: no cover - compiled
-    n_films, n_layers = stacks.shape[0], stacks.shape[1]
+@numba.njit(parallel=True, cache=True, fastmath=True, error_model="numpy")
+def _parratt(q, potential, absorption, thickness, sigma2, out):  # pragma: no cover - compiled
+    # Per layer, precomputed: 4π(ρ - ρ_ambient) and 4π·iρ in Å⁻², thickness, roughness².
+    n_films, n_layers = potential.shape[0], potential.shape[1]
     n_q = q.shape[1]
     q_per_film = q.shape[0] != 1
     for t in numba.prange(n_films * n_q):
@@ -53,26 +56,23 @@ def _parratt(q, stacks, out):  # pragma: no cover - compiled
         i = t - b * n_q
         qi = q[b, i] if q_per_film else q[0, i]
         kk = 0.25 * qi * qi
-        rho_amb = stacks[b, n_layers - 1, 0]
-        k_lo = _csqrt(kk - FOUR_PI_1E6 * (stacks[b, 0, 0] - rho_amb), FOUR_PI_1E6 * stacks[b, 0, 1])
+        k_lo = _csqrt(kk - potential[b, 0], absorption[b, 0])
         x = 0j
         for m in range(1, n_layers):
             if m == n_layers - 1:
                 k_hi = complex(0.5 * qi, 0.0)
             else:
-                k_hi = _csqrt(
-                    kk - FOUR_PI_1E6 * (stacks[b, m, 0] - rho_amb), FOUR_PI_1E6 * stacks[b, m, 1]
-                )
+                k_hi = _csqrt(kk - potential[b, m], absorption[b, m])
             # Fresnel coefficient of interface m-1 | m seen from above, r = a / c,
             # damped by Névot–Croce; x is the amplitude below, carried up
             # through layer m-1. One division: x' = (a + c x) / (c + a x).
             a = k_hi - k_lo
             c = k_hi + k_lo
-            sigma = stacks[b, m - 1, 3]
-            if sigma != 0.0:
-                a *= _cexp(-2.0 * sigma * sigma * k_hi * k_lo)
+            s2 = sigma2[b, m - 1]
+            if s2 != 0.0:
+                a *= _cexp(-2.0 * s2 * k_hi * k_lo)
             if m > 1:
-                d = stacks[b, m - 1, 2]
+                d = thickness[b, m - 1]
                 if d != 0.0:
                     x *= _cexp(2j * d * k_lo)
             num = a + c * x
@@ -99,5 +99,8 @@ def parratt(q: np.ndarray, stacks: np.ndarray) -> np.ndarray:
     if q2.ndim != 2 or q2.shape[0] not in (1, stacks.shape[0]):
         raise ValueError(f"q must be (Nq,) or (B, Nq) with B={stacks.shape[0]}, got {q.shape}")
     out = np.empty((stacks.shape[0], q2.shape[1]), dtype=np.float64)
-    _parratt(q2, stacks, out)
+    potential = FOUR_PI_1E6 * (stacks[:, :, 0] - stacks[:, -1:, 0])
+    absorption = FOUR_PI_1E6 * stacks[:, :, 1]
+    _parratt(q2, potential, absorption, np.ascontiguousarray(stacks[:, :, 2]),
+             np.ascontiguousarray(stacks[:, :, 3] ** 2), out)
     return out

@@ -53,7 +53,8 @@ def reflectivity(
     """
     stacks = as_stacks(films)
     q = check_q(q)
-    plan = smearing_plan(q, resolution_fwhm(q, dq, dq_abs), points_per_sigma)
+    thickness = float(stacks[:, 1:-1, 2].sum(axis=1).max()) if stacks.shape[1] > 2 else 0.0
+    plan = smearing_plan(q, resolution_fwhm(q, dq, dq_abs), points_per_sigma, thickness)
     if plan.smeared:
         films, extra = plan.edge_nodes(stacks)
         r_extra = parratt(extra, stacks[films]) if films.size else extra

@@ -24,9 +24,13 @@ import scipy.sparse
 FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
 POINTS_PER_SIGMA = 3.0
 # Above this Q (Å⁻¹) no critical edge or near-edge resonance of realistic films (SLD
-# contrast < 40e-6 Å⁻²) remains, R is smooth on the scale of σ and fewer nodes do.
-SHARP_FEATURES_BELOW_Q = 0.05
-SMOOTH_POINTS_PER_SIGMA = 2.0
+# contrast < 20e-6 Å⁻²) remains: R is a sum of fringes, and the trapezoid rule is
+# exact to exp(-((2π/h - ω)σ)²/2) for a fringe of frequency ω. Fringes of a film of
+# total thickness T reach ω ≈ 2T, so h = σ/m with m = (2Tσ + 6)/2π keeps that below
+# e⁻¹⁸ (at least SMOOTH_POINTS_PER_SIGMA).
+SHARP_FEATURES_BELOW_Q = 0.035
+SMOOTH_POINTS_PER_SIGMA = 1.5
+THICKNESS_BUCKET = 250.0  # Å: plans are cached per bucket of total film thickness
 N_SIGMA = 6.0
 MIN_Q = 1e-6  # the kernel has no meaning at Q ≤ 0; tails are clipped here
 
@@ -96,7 +100,7 @@ def critical_edge(stacks: np.ndarray) -> np.ndarray:
         return np.where(contrast > 0, 4.0 * np.sqrt(np.pi * contrast * 1e-6), np.nan)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _window_weights(x, qi, si, n_sigma):  # pragma: no cover - compiled
     """First index and normalised weights of the ±n_sigma window around qi:
     trapezoid cells × Gaussian; a delta at qi when si is 0."""
@@ -127,7 +131,7 @@ def _weight_matrix(x: np.ndarray, q: np.ndarray, sigma: np.ndarray) -> scipy.spa
     )
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(parallel=True, cache=True, error_model="numpy")
 def _smear_near_edges(base, r_base, extra, r_extra, q, sigma, n_sigma, out):  # pragma: no cover - compiled
     n_base, n_extra = base.size, extra.shape[1]
     for f in numba.prange(extra.shape[0]):
@@ -156,17 +160,19 @@ def _smear_near_edges(base, r_base, extra, r_extra, q, sigma, n_sigma, out):  # 
             out[f, t] = total
 
 
-def _fine_grid(q: np.ndarray, sigma: np.ndarray, points_per_sigma: float) -> np.ndarray:
-    """Nodes whose spacing is σ(q)/points_per_sigma, covering every ±N_SIGMA·σ window."""
+def _fine_grid(q: np.ndarray, sigma: np.ndarray, points_per_sigma: float, thickness: float) -> np.ndarray:
+    """Nodes whose spacing is σ(q)/m(q), covering every ±N_SIGMA·σ window: m = points_per_sigma
+    where sharp features can be, and enough for fringes of a ``thickness`` Å film elsewhere."""
     order = np.argsort(q)
     qs, ss = q[order], sigma[order]
     lo = max(MIN_Q, float(np.min(q - N_SIGMA * sigma)))
     hi = float(np.max(q + N_SIGMA * sigma))
     # Spacing is interpolated between the output points and held beyond them.
     knots = np.concatenate(([lo], qs, [hi]))
-    density = np.where(knots < SHARP_FEATURES_BELOW_Q, points_per_sigma,
-                       min(points_per_sigma, SMOOTH_POINTS_PER_SIGMA))
-    spacing = np.concatenate(([ss[0]], ss, [ss[-1]])) / density
+    knot_sigma = np.concatenate(([ss[0]], ss, [ss[-1]]))
+    fringes = np.maximum(SMOOTH_POINTS_PER_SIGMA, (2.0 * thickness * knot_sigma + 6.0) / (2.0 * math.pi))
+    density = np.where(knots < SHARP_FEATURES_BELOW_Q, np.maximum(points_per_sigma, fringes), fringes)
+    spacing = knot_sigma / density
     spacing = np.maximum(spacing, 1e-12)
     # u(q) = ∫ dq / h(q): integer values of u are the nodes.
     du = np.diff(knots) * 0.5 * (1.0 / spacing[:-1] + 1.0 / spacing[1:])
@@ -190,28 +196,30 @@ def _merged_windows(starts: np.ndarray, ends: np.ndarray):
     return starts[new], merged_ends
 
 
-def _build_plan(q: np.ndarray, fwhm: np.ndarray, points_per_sigma: float) -> SmearingPlan:
+def _build_plan(q: np.ndarray, fwhm: np.ndarray, points_per_sigma: float, thickness: float) -> SmearingPlan:
     sigma = fwhm * FWHM_TO_SIGMA
     sigma = np.where(sigma > 1e-9 * q, sigma, 0.0)
     smeared = sigma > 0
     if not np.any(smeared):
         fine = np.unique(q)
         return SmearingPlan(q=q, sigma=sigma, q_fine=fine, weights=_weight_matrix(fine, q, sigma))
-    fine = _fine_grid(q[smeared], sigma[smeared], points_per_sigma)
+    fine = _fine_grid(q[smeared], sigma[smeared], points_per_sigma, thickness)
     # Unsmeared points keep a delta kernel: their own Q becomes a node.
     fine = np.union1d(fine, q[~smeared])
     return SmearingPlan(q=q, sigma=sigma, q_fine=fine, weights=_weight_matrix(fine, q, sigma))
 
 
 @lru_cache(maxsize=32)
-def _cached_plan(q_bytes: bytes, fwhm_bytes: bytes, points_per_sigma: float) -> SmearingPlan:
+def _cached_plan(q_bytes: bytes, fwhm_bytes: bytes, points_per_sigma: float, thickness: float) -> SmearingPlan:
     q = np.frombuffer(q_bytes, dtype=np.float64)
     fwhm = np.frombuffer(fwhm_bytes, dtype=np.float64)
-    return _build_plan(q, fwhm, points_per_sigma)
+    return _build_plan(q, fwhm, points_per_sigma, thickness)
 
 
-def smearing_plan(q, fwhm, points_per_sigma: float = POINTS_PER_SIGMA) -> SmearingPlan:
-    """The plan for one Q grid and its FWHM (Å⁻¹); cached, since grids repeat."""
+def smearing_plan(q, fwhm, points_per_sigma: float = POINTS_PER_SIGMA, thickness: float = 0.0) -> SmearingPlan:
+    """The plan for one Q grid and its FWHM (Å⁻¹) for films up to ``thickness`` Å thick;
+    cached (thickness rounded up to THICKNESS_BUCKET), since grids repeat."""
+    thickness = math.ceil(max(thickness, 1.0) / THICKNESS_BUCKET) * THICKNESS_BUCKET
     q = np.ascontiguousarray(q, dtype=np.float64)
     fwhm = np.ascontiguousarray(np.broadcast_to(fwhm, q.shape), dtype=np.float64)
-    return _cached_plan(q.tobytes(), fwhm.tobytes(), float(points_per_sigma))
+    return _cached_plan(q.tobytes(), fwhm.tobytes(), float(points_per_sigma), float(thickness))

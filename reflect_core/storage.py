@@ -66,3 +66,10 @@ def read_json(path: str | os.PathLike, default=None):
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise StorageError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from exc
+
+
+def read_bounded(path, limit: int) -> bytes:
+    """At most ``limit + 1`` bytes of a file: enough for the caller to say it is too big
+    without reading a huge file into memory. OSError propagates for the caller to word."""
+    with open(path, "rb") as handle:
+        return handle.read(limit + 1)

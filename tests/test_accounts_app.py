@@ -107,3 +107,21 @@ def test_users_see_only_their_own_runs_and_records(login_file):
     assert list(root.dataframe[0].value["owner"]) == ["alice"]
 
 
+
+
+def test_self_registration_writes_a_hashed_user(login_file):
+    config = yaml.safe_load(login_file.read_text())
+    config["allow_registration"] = True
+    login_file.write_text(yaml.safe_dump(config))
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    for label, value in (("First name", "Carol"), ("Last name", "Chen"), ("Email", "carol@lab.org"),
+                         ("Username", "carol"), ("Password", "Carol-password-1!"),
+                         ("Repeat password", "Carol-password-1!"), ("Password hint", "the usual")):
+        # the login form above also has Username and Password: the sign-up form's come last
+        [t for t in at.text_input if t.label == label][-1].input(value)
+    next(b for b in at.button if b.label == "Register").click().run()
+    assert not at.exception, at.exception
+    saved = yaml.safe_load(login_file.read_text())["credentials"]["usernames"]
+    assert "carol" in saved and saved["carol"]["password"].startswith("$2")
+    assert "Carol-password-1!" not in login_file.read_text()
