@@ -97,7 +97,7 @@ def generated_dataset():
         "Exact pairs (R from the label profile)", key=seed("train_exact", False),
         help="Default: curves from the slab model (Névot–Croce), about 1 % median from the curve of their own label "
              "profile on the default prior, more where interfaces are very rough. Exact: each curve is computed from "
-             "its label profile itself (microslabs), about 30× slower to generate."))
+             "its label profile itself (microslabs), about 50× slower to generate."))
 
     dataset = {"prior": {"film": film.to_dict(), "bounds": bounds}, "n": int(n_curves), "seed": int(data_seed),
                "sampler": sampler, "qmin": qmin, "qmax": qmax, "nq": int(nq), "dq": dq_percent / 100,

@@ -46,6 +46,7 @@ import numpy as np  # noqa: E402
 from refnx.reflect import reflectivity as refnx_reflectivity  # noqa: E402
 
 from bench_physics import DQ_PERCENT, median_ms, pyreflect_description  # noqa: E402
+from results_file import write_results  # noqa: E402
 from reflect_core.generate import (  # noqa: E402
     dataset_from_dict, default_dataset_dict, generate, pair_consistency)
 from reflect_core.presets import DEFAULT_BOUNDS, DEFAULT_FILM  # noqa: E402
@@ -54,7 +55,6 @@ from reflect_core.reflectivity import reflectivity  # noqa: E402
 from reflect_core.refnx_bridge import to_refnx_slabs  # noqa: E402
 from reflect_core.simulate import PYREFLECT_DQ  # noqa: E402
 
-RESULTS = REPO / "bench" / "results" / "generate.json"
 TARGET_VS_PYREFLECT = 10.0
 TARGET_VS_REFNX = 3.0
 WARMUP_CURVES = 50
@@ -330,9 +330,7 @@ def main(argv=None) -> dict:
     res["machine"]["loadavg_end"] = os.getloadavg()
 
     print_summary(res)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(res, indent=2))
-    print(f"wrote {RESULTS.relative_to(REPO)}")
+    write_results("generate", res)
     return res
 
 

@@ -18,7 +18,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import os  # noqa: E402
 import platform  # noqa: E402
 import time  # noqa: E402
@@ -29,6 +28,7 @@ import numpy as np  # noqa: E402
 from refnx.reflect import reflectivity as refnx_reflectivity  # noqa: E402
 from refnx.reflect._creflect import abeles_vectorised  # noqa: E402
 
+from results_file import write_results  # noqa: E402
 from reflect_core.film import LAYER_FIELDS  # noqa: E402
 from reflect_core.presets import DEFAULT_BOUNDS, DEFAULT_FILM  # noqa: E402
 from reflect_core.profile import sld_profile  # noqa: E402
@@ -41,7 +41,6 @@ DQ_PERCENT = 100 * PYREFLECT_DQ  # refnx takes dQ/Q FWHM in percent
 INTERACTIVE_TARGET_MS = 5.0
 INTERACTIVE_RUNS = 50
 REFNX_THREADS = -1  # refnx: -1 = all cores
-RESULTS = REPO / "bench" / "results" / "physics.json"
 
 
 def try_import_pyreflect():
@@ -229,9 +228,7 @@ def main(argv=None) -> dict:
     res["pyreflect_available"] = calc_pyreflect is not None
 
     print_summary(res)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(res, indent=2))
-    print(f"wrote {RESULTS.relative_to(REPO)}")
+    write_results("physics", res)
     return res
 
 

@@ -31,6 +31,7 @@ t_import = time.perf_counter()
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from results_file import write_results  # noqa: E402
 from reflect_core.generate import SLD_FILE  # noqa: E402
 from reflect_core.model_store import META, WEIGHTS  # noqa: E402
 from reflect_core.pipeline import run_job, validate_spec  # noqa: E402
@@ -38,7 +39,6 @@ from reflect_core.training import split_indices  # noqa: E402
 
 IMPORT_S = time.perf_counter() - t_import
 TARGET_MIN = 5.0
-RESULTS = REPO / "bench" / "results" / "training.json"
 # The Train page's defaults (app_pages/train.py) on the default prior; every other
 # setting is the code default, which the page's widgets also start at.
 DEFAULT_SPEC = {"kind": "train", "dataset": {"n": 5000}}
@@ -161,9 +161,7 @@ def main(argv=None) -> dict:
           f"{res['weights_file_mb']:.2f} MB)")
     print(f"load average (1, 5, 15 min) at start {', '.join(f'{x:.1f}' for x in load_start)}, at end "
           f"{', '.join(f'{x:.1f}' for x in res['machine']['loadavg_end'])} (shared machine)")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(res, indent=2))
-    print(f"wrote {RESULTS.relative_to(REPO)}")
+    write_results("training", res)
     return res
 
 

@@ -9,7 +9,7 @@ Labels: the erf SLD profile on one z grid per dataset (z = 0 at the substrate's
 top interface). Curves: by default the slab model (Névot–Croce), which is fast
 but not exactly the curve of the label profile when interfaces are rough; the
 ``exact`` mode computes R from the label profile itself (microslabs), about
-30× slower. ``pair_consistency`` measures the difference.
+50× slower. ``pair_consistency`` measures the difference.
 """
 
 from __future__ import annotations

@@ -68,13 +68,18 @@ def _parratt(q, potential, absorption, thickness, sigma2, out):  # pragma: no co
             # through layer m-1. One division: x' = (a + c x) / (c + a x).
             a = k_hi - k_lo
             c = k_hi + k_lo
-            s2 = sigma2[b, m - 1]
-            if s2 != 0.0:
-                a *= _cexp(-2.0 * s2 * k_hi * k_lo)
             if m > 1:
                 d = thickness[b, m - 1]
                 if d != 0.0:
                     x *= _cexp(2j * d * k_lo)
+            if a == 0.0:
+                # Same medium on both sides (flat stretches of a microslab profile): no
+                # reflection, and no 0/0 where both wavevectors vanish at a critical edge.
+                k_lo = k_hi
+                continue
+            s2 = sigma2[b, m - 1]
+            if s2 != 0.0:
+                a *= _cexp(-2.0 * s2 * k_hi * k_lo)
             num = a + c * x
             den = c + a * x
             inv = 1.0 / (den.real * den.real + den.imag * den.imag)

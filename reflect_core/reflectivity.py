@@ -61,6 +61,10 @@ def reflectivity(
         r = plan.smear(parratt(plan.q_fine, stacks), films, extra, r_extra)
     else:
         r = parratt(q, stacks)
+    if not np.all(np.isfinite(r)):
+        # Never expected for valid films; say so loudly rather than draw or train on NaN.
+        raise FloatingPointError(f"reflectivity is not finite at {int(np.sum(~np.isfinite(r)))} points "
+                                 "(a numerical fault: please report this film)")
     scale = np.asarray(scale, dtype=float).reshape(-1, 1)
     background = np.asarray(background, dtype=float).reshape(-1, 1)
     return r * scale + background

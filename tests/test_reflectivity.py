@@ -90,3 +90,16 @@ def test_duplicate_q_allowed():
     q = np.array([0.01, 0.02, 0.02, 0.03])
     r = reflectivity(PRESETS["Bare Si / air (Fresnel)"], q, 0.03)[0]
     assert r[1] == r[2]
+
+
+def test_identical_neighbours_at_the_critical_edge_are_finite():
+    # Flat stretches of a microslab profile put identical media side by side; exactly
+    # at the substrate's critical edge both wavevectors are zero, which once gave 0/0.
+    substrate_sld = 2.07
+    qc = 4 * np.sqrt(np.pi * substrate_sld * 1e-6)
+    plain = np.array([[[substrate_sld, 0, 0, 0], [4.0, 0, 80.0, 3.0], [0, 0, 0, 0]]])
+    doubled = np.array([[[substrate_sld, 0, 0, 0], [substrate_sld, 0, 5.0, 0], [4.0, 0, 80.0, 3.0], [0, 0, 0, 0]]])
+    q = np.array([qc * (1 - 1e-9), qc, qc * (1 + 1e-9), 0.05])
+    for stacks in (plain, doubled):
+        assert np.all(np.isfinite(parratt(q, stacks)))
+    np.testing.assert_allclose(parratt(q, doubled), parratt(q, plain), rtol=1e-9)
