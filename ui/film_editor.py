@@ -98,7 +98,7 @@ def _row_error(row: dict, index: int) -> str | None:
 
 def render_layer_editor(max_layers: int = 20) -> None:
     rows = st.session_state[ROWS]
-    widths = [2.2, 1.3, 1.3, 1.4, 1.4, 0.45, 0.45, 0.45]
+    widths = [1.9, 1.3, 1.3, 1.4, 1.4, 0.55, 0.55, 0.55]
     header = st.columns(widths)
     for col, field in zip(header, ("name",) + LAYER_FIELDS):
         col.markdown(f"**{LABELS[field]}**", help=HELP[field])
