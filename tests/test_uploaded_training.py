@@ -1,0 +1,52 @@
+"""Training on arrays a user uploaded instead of generated ones."""
+
+import io
+
+import numpy as np
+import pytest
+
+from reflect_core import user_files
+from reflect_core.access import User
+from reflect_core.generate import dataset_from_dict, generate
+from reflect_core.job_protocol import PrintReporter
+from reflect_core.pipeline import SpecError, run_job, validate_spec
+from reflect_core.uploads import validate_upload
+from test_generate import SIMPLE
+
+
+def test_uploaded_pair_trains_and_is_checked(tmp_path, monkeypatch):
+    monkeypatch.setenv("REFLECT_DATA_DIR", str(tmp_path / "data"))
+    made = generate(dataset_from_dict({**SIMPLE, "n": 120, "seed": 8}), tmp_path / "made")
+    nr_bytes, sld_bytes = (made / "nr_train.npy").read_bytes(), (made / "sld_train.npy").read_bytes()
+    nr = validate_upload("curves.npy", nr_bytes, "nr", 10_000_000)
+    sld = validate_upload("profiles.npy", sld_bytes, "sld", 10_000_000)
+    alice = User("alice")
+    folder = user_files.save_array_pair(alice, ("curves.npy", nr_bytes, nr.content.shape),
+                                        ("profiles.npy", sld_bytes, sld.content.shape))
+    assert user_files.array_sets(alice)[0][0] == folder and user_files.array_sets(User("bob")) == []
+    spec = {"dataset": {"arrays": folder, "dq": 0.0294855},
+            "model": {"layers": 1, "channels": 4, "hidden": 16}, "training": {"epochs": 2, "batch_size": 16}}
+    summary = run_job(spec, tmp_path / "run", PrintReporter(stream=io.StringIO()))
+    assert summary["n_curves"] == 120 and summary["metrics"]["n_test"] == 12
+    assert not (tmp_path / "run" / "data").exists()  # nothing generated
+
+
+@pytest.mark.parametrize("dataset, message", [
+    ({"arrays": "../outside"}, "not an upload folder"),
+    ({"arrays": "runs/x"}, "not an upload folder"),
+    ({"arrays": "uploads/alice/arrays/x", "n": 5}, "only dq and beam_from"),
+    ({"arrays": "uploads/alice/arrays/x", "dq": -1}, "dataset.dq"),
+])
+def test_array_source_is_validated(tmp_path, monkeypatch, dataset, message):
+    monkeypatch.setenv("REFLECT_DATA_DIR", str(tmp_path))
+    with pytest.raises(SpecError, match=message):
+        validate_spec({"dataset": dataset})
+
+
+def test_mismatched_pair_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("REFLECT_DATA_DIR", str(tmp_path))
+    from reflect_core.uploads import UploadError
+
+    with pytest.raises(UploadError, match="120 curves but"):
+        user_files.save_array_pair(User("alice"), ("a.npy", b"", (120, 2, 308)), ("b.npy", b"", (100, 2, 900)))
+    assert np.asarray(user_files.array_sets(User("alice"))).size == 0
