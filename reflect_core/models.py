@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from .settings_check import check_ints, from_mapping
+
 ARCHITECTURES = ("compact_cnn", "pyreflect_cnn")
 
 
@@ -28,18 +30,12 @@ class ModelSettings:
 
 
 def settings_from_dict(raw: dict) -> ModelSettings:
-    raw = dict(raw or {})
-    unknown = set(raw) - set(ModelSettings.__dataclass_fields__)
-    if unknown:
-        raise ModelError(f"model: unknown settings {sorted(unknown)}")
-    settings = ModelSettings(**raw)
+    settings = from_mapping(ModelSettings, raw, "model", ModelError)
     if settings.arch not in ARCHITECTURES:
         raise ModelError(f"model.arch: must be one of {ARCHITECTURES}, got {settings.arch!r}")
-    for name, lo, hi in (("layers", 1, 64), ("channels", 1, 1024), ("hidden", 1, 65536)):
-        value = getattr(settings, name)
-        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-            raise ModelError(f"model.{name}: must be an integer {lo}..{hi}, got {value!r}")
-    if not 0.0 <= float(settings.dropout) < 1.0:
+    check_ints(settings, {"layers": (1, 64), "channels": (1, 1024), "hidden": (1, 65536)}, "model", ModelError)
+    if isinstance(settings.dropout, bool) or not isinstance(settings.dropout, (int, float)) \
+            or not 0.0 <= settings.dropout < 1.0:
         raise ModelError(f"model.dropout: must be in [0, 1), got {settings.dropout!r}")
     return settings
 

@@ -21,6 +21,7 @@ from torch import nn
 from .job_protocol import NeverInterrupt, Paused, Stopped
 from .models import ModelSettings, build_model
 from .preprocess import Normalizer
+from .settings_check import check_ints, from_mapping
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 CHECKPOINT = "checkpoint.pt"
@@ -48,20 +49,9 @@ class TrainSettings:
 
 
 def train_settings_from_dict(raw: dict) -> TrainSettings:
-    raw = dict(raw or {})
-    unknown = set(raw) - set(TrainSettings.__dataclass_fields__)
-    if unknown:
-        raise TrainingError(f"training: unknown settings {sorted(unknown)}")
-    try:
-        settings = TrainSettings(**raw)
-    except TypeError as exc:
-        raise TrainingError(f"training: {exc}") from None
-    ints = {"epochs": (1, 100_000), "batch_size": (1, 65_536), "seed": (0, 2**32 - 1), "patience": (0, 100_000),
-            "checkpoint_every": (0, 100_000)}
-    for name, (lo, hi) in ints.items():
-        value = getattr(settings, name)
-        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-            raise TrainingError(f"training.{name}: must be an integer {lo}..{hi}, got {value!r}")
+    settings = from_mapping(TrainSettings, raw, "training", TrainingError)
+    check_ints(settings, {"epochs": (1, 100_000), "batch_size": (1, 65_536), "seed": (0, 2**32 - 1),
+                          "patience": (0, 100_000), "checkpoint_every": (0, 100_000)}, "training", TrainingError)
     for name in ("lr", "weight_decay"):
         value = getattr(settings, name)
         if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0 or (name == "lr" and value == 0):
@@ -69,8 +59,9 @@ def train_settings_from_dict(raw: dict) -> TrainSettings:
     if settings.optimizer not in OPTIMIZERS:
         raise TrainingError(f"training.optimizer: must be one of {OPTIMIZERS}, got {settings.optimizer!r}")
     for name in ("val_fraction", "test_fraction"):
-        if not 0.0 < getattr(settings, name) < 0.5:
-            raise TrainingError(f"training.{name}: must be between 0 and 0.5, got {getattr(settings, name)!r}")
+        value = getattr(settings, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value < 0.5:
+            raise TrainingError(f"training.{name}: must be between 0 and 0.5, got {value!r}")
     return settings
 
 

@@ -129,6 +129,9 @@ def test_weights_are_never_unpickled(arrays, tmp_path):
     (lambda: train_settings_from_dict({"lr": -1}), "training.lr"),
     (lambda: train_settings_from_dict({"val_fraction": 0.9}), "training.val_fraction"),
     (lambda: train_settings_from_dict({"epochs": "ten"}), "training.epochs"),
+    (lambda: train_settings_from_dict({"val_fraction": "a tenth"}), "training.val_fraction"),
+    (lambda: settings_from_dict({"dropout": "some"}), "model.dropout"),
+    (lambda: settings_from_dict({"depth": 3}), "unknown settings"),
     (lambda: validate_spec({"kind": "fit"}), "kind"),
 ])
 def test_bad_settings_name_the_field(make, message):
