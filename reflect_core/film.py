@@ -194,9 +194,9 @@ def load_film(path) -> Film:
     return film_from_json(text)
 
 
-def films_to_array(films, beam_frame: bool = True) -> np.ndarray:
-    """Stack films with the same number of layers into a (B, L, 4) array."""
-    arrays = [f.beam_array() if beam_frame else f.as_array() for f in films]
+def films_to_array(films) -> np.ndarray:
+    """Stack films with the same number of layers into a (B, L, 4) array in the beam's frame."""
+    arrays = [f.beam_array() for f in films]
     sizes = {a.shape[0] for a in arrays}
     if len(sizes) != 1:
         raise FilmError(f"films in one batch must have the same number of layers, got {sorted(sizes)}")
