@@ -21,6 +21,7 @@ from .job_protocol import PrintReporter
 from .model_store import ModelLoadError
 from .pipeline import train_on_arrays, validate_spec
 from .predict import predict
+from .storage import read_bounded
 from .training import CHECKPOINT
 from .profile import DEFAULT_PROFILE_POINTS
 from .reflectivity import QError
@@ -100,6 +101,27 @@ def cmd_predict(args) -> None:
     _write_npy(args.out, predict(args.model_dir, nr, resample=args.resample))
 
 
+def cmd_import_pyreflect(args) -> None:
+    """Server-side import of pyreflect CNN weights (~620 MB: over the browser upload limits)."""
+    from .access import User
+    from .uploads import MAX_WEIGHTS_BYTES, validate_upload
+    from .user_files import add_pyreflect_model
+
+    def read(path: str, limit: int) -> bytes:
+        try:
+            data = read_bounded(path, limit)
+        except OSError as exc:
+            raise CliError(f"cannot read {path}: {exc.strerror}") from None
+        if len(data) > limit:
+            raise CliError(f"{path}: larger than {limit:,} bytes")
+        return data
+
+    stats = validate_upload(Path(args.stats).name, read(args.stats, 10_000_000), "pyreflect_stats", 10_000_000)
+    weights = read(args.weights, MAX_WEIGHTS_BYTES)
+    record = add_pyreflect_model(User(args.user), Path(args.weights).name, weights, stats.content)
+    print(f"imported as '{record['name']}' (record {record['id']}) for user {args.user}")
+
+
 def cmd_hash_password(args) -> None:
     import getpass
 
@@ -167,6 +189,13 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--out", required=True, help="output .npy, shape (N, 2, M) with rows [z, SLD]")
     pred.add_argument("--resample", action="store_true", help="interpolate curves on another Q grid onto the model's")
     pred.set_defaults(run=cmd_predict)
+
+    imp = sub.add_parser("import-pyreflect", help="add pyreflect CNN weights + stats to a user's models "
+                                                  "(for weight files over the upload limit)")
+    imp.add_argument("weights", help="pyreflect CNN state dict (.pth)")
+    imp.add_argument("stats", help="its normalisation stats (.npy as pyreflect saves it, or .json)")
+    imp.add_argument("--user", default="local", help="owner of the imported model (default: local)")
+    imp.set_defaults(run=cmd_import_pyreflect)
 
     hasher = sub.add_parser("hash-password", help="print a bcrypt hash for the login YAML file")
     hasher.add_argument("--stdin", action="store_true", help="read the password from standard input")

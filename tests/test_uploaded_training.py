@@ -50,3 +50,25 @@ def test_mismatched_pair_is_refused(tmp_path, monkeypatch):
     with pytest.raises(UploadError, match="120 curves but"):
         user_files.save_array_pair(User("alice"), ("a.npy", b"", (120, 2, 308)), ("b.npy", b"", (100, 2, 900)))
     assert np.asarray(user_files.array_sets(User("alice"))).size == 0
+
+
+def test_cli_imports_pyreflect_weights_for_a_user(tmp_path, monkeypatch):
+    import json
+
+    import torch
+
+    from reflect_core.cli import main
+    from reflect_core.uploads import pyreflect_available
+    from test_uploads import STATS, pyreflect_shaped_state, torch_bytes
+
+    if not pyreflect_available():
+        pytest.skip("pyreflect is not installed here")  # its CNN class is needed to check the weights
+    monkeypatch.setenv("REFLECT_DATA_DIR", str(tmp_path / "data"))
+    weights = tmp_path / "cnn.pth"
+    weights.write_bytes(torch_bytes(pyreflect_shaped_state(lambda shape: torch.full((1,), 0.001).expand(shape))))
+    stats = tmp_path / "stats.json"
+    stats.write_text(json.dumps(STATS))
+    assert main(["import-pyreflect", str(weights), str(stats), "--user", "alice"]) == 0
+    [(record, model_dir)] = user_files.model_records(User("alice"))
+    assert record["owner"] == "alice" and (model_dir / "model.pt").exists()
+    assert user_files.model_records(User("bob")) == []
