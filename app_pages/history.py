@@ -15,14 +15,14 @@ from reflect_core.film import film_from_dict
 from reflect_core.report import figures_for, overlay_losses, standalone_html
 from ui import film_editor
 from ui.history_import import render_import
-from ui.session import current_user
+from ui.session import current_user, sees_everyone
 from ui.state import keep
 
 user = current_user()
 st.title("History")
 st.caption("Your saved films and training runs, newest first. Select records below to open, rename, delete, "
            "compare or export them."
-           + (" As an admin you see everyone's." if user.is_admin and user.name != "local" else ""))
+           + (" As an admin you see everyone's." if sees_everyone(user) else ""))
 
 c = st.columns([2, 2, 2])
 search = c[0].text_input("Search names", placeholder="part of a name")
@@ -50,7 +50,7 @@ def _row(record: dict) -> dict:
         "state": summary.get("state", ""),
         "test RMSE (10⁻⁶ Å⁻²)": rmse, "baseline RMSE": base,
         "size (MB)": round(summary["bytes"] / 1e6, 2) if summary.get("bytes") else None,
-        **({"owner": record["owner"]} if user.is_admin else {}),
+        **({"owner": record["owner"]} if sees_everyone(user) else {}),
     }
 
 
@@ -121,6 +121,7 @@ if len(chosen) == 1:
                                       standalone_html(figures_for(record, files_dir), record["name"])
                                       if BUNDLE_FIGURES in picked else None),
             file_name=f"{record['name'][:40].replace(' ', '_')}.zip", mime="application/zip")
+    st.caption("Parameters")
     st.json(record["params"], expanded=False)
 else:
     st.subheader(f"Comparing {len(chosen)} records")

@@ -16,7 +16,7 @@ from reflect_core.figures import reflectivity_figure, sld_figure
 from reflect_core.limits import LimitError, check_upload_size
 from reflect_core.predict import PredictError, predict
 from reflect_core.uploads import UploadError, validate_upload
-from ui.session import current_limits, current_user, rate_limit_per_minute
+from ui.session import current_limits, current_user, rate_limit_per_minute, sees_everyone
 
 user, limits = current_user(), current_limits()
 st.title("Models and data")
@@ -107,7 +107,7 @@ with models_tab:
         q, z = np.asarray(meta["q"]), np.asarray(meta["z"])
         with st.container(border=True):
             st.markdown(f"**{record['name']}** · {record['kind']}" + (f" · owner {record['owner']}"
-                                                                       if user.is_admin else ""))
+                                                                       if sees_everyone(user) else ""))
             metrics = (meta.get("metrics") or {}).get("model") or {}
             baseline = (meta.get("metrics") or {}).get("baseline") or {}
             prior = meta.get("prior") or {}

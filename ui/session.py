@@ -100,3 +100,8 @@ def rate_limit_per_minute(action: str) -> int | None:
         return int(raw) if raw is not None else None
     except (TypeError, ValueError):
         return None
+
+
+def sees_everyone(user: User) -> bool:
+    """An admin of a shared deployment (the single local user owns everything anyway)."""
+    return user.is_admin and bool(login_file())
