@@ -80,7 +80,9 @@ def browser():
         b.close()
 
 
-SIGNATURE_JS = "() => JSON.stringify(document.querySelectorAll('.js-plotly-plot')[0].data[0].y)"
+# null while Streamlit redraws the chart (the element is briefly absent or empty).
+SIGNATURE_JS = ("() => { const p = document.querySelectorAll('.js-plotly-plot')[0];"
+                " return p && p.data && p.data[0] ? JSON.stringify(p.data[0].y) : null; }")
 
 
 def curve_signature(page) -> str:
@@ -94,12 +96,14 @@ def test_edit_a_layer_and_see_the_chart_update(server, browser):
     page.goto(server, wait_until="domcontentloaded")
     page.wait_for_selector(".js-plotly-plot", timeout=60_000)
     page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length == 2", timeout=30_000)
+    page.wait_for_function(f"() => ({SIGNATURE_JS})() !== null", timeout=30_000)
     before = curve_signature(page)
 
     thickness = page.get_by_label("Thickness (Å) of layer 3")
     thickness.fill("120")
     thickness.press("Enter")
-    page.wait_for_function(f"(before) => ({SIGNATURE_JS})() !== before", arg=before, timeout=30_000)
+    page.wait_for_function(f"(before) => {{ const now = ({SIGNATURE_JS})(); return now !== null && now !== before; }}",
+                           arg=before, timeout=30_000)
     assert curve_signature(page) != before
     assert page.locator("[data-testid='stException']").count() == 0
     ARTIFACTS.mkdir(exist_ok=True)
