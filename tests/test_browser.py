@@ -180,10 +180,14 @@ def test_log_in_open_a_run_and_download_its_bundle(browser, tmp_path, monkeypatc
         page.wait_for_selector("text=Select records", timeout=60_000)
         page.locator("[data-testid='stMultiSelect']").filter(has_text="Select records").click()
         page.get_by_role("option", name=re.compile("alice's first model")).click()
+        page.keyboard.press("Escape")  # close the multiselect's list, or the next click only closes it
         page.wait_for_selector("text=Export as a bundle", timeout=30_000)
         page.get_by_text("Export as a bundle").click()
-        with page.expect_download(timeout=60_000) as download:
-            page.get_by_role("button", name=re.compile("Download bundle")).click()
+        download_button = page.get_by_role("button", name=re.compile("Download bundle"))
+        download_button.wait_for(state="visible", timeout=30_000)
+        page.wait_for_timeout(1000)  # let the selection's rerun finish before clicking
+        with page.expect_download(timeout=90_000) as download:
+            download_button.click()
         bundle = zipfile.ZipFile(io.BytesIO(open(download.value.path(), "rb").read()))
         assert {"record.json", "figures.html", "model/model.pt"} <= set(bundle.namelist())
         page.wait_for_timeout(1500)  # let the rerun after the download settle
