@@ -11,6 +11,8 @@ import time
 import urllib.request
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
+from playwright.sync_api import sync_playwright
 
 from conftest import ROOT
 
@@ -68,8 +70,6 @@ def server(data_dir):
 def browser():
     if not os.path.exists(CHROMIUM):
         pytest.fail("Debian's chromium is not installed; scripts/setup.sh --test installs it")
-    from playwright.sync_api import sync_playwright
-
     with sync_playwright() as p:
         b = p.chromium.launch(
             executable_path=CHROMIUM, headless=True,
@@ -142,6 +142,31 @@ def test_train_a_tiny_model_and_see_its_results(server, browser, data_dir, monke
     page.close()
 
 
+def choose_in_multiselect(page, label: str, option_name: re.Pattern, attempts: int = 6) -> None:
+    """Pick one option of a Streamlit multiselect, retrying while reruns redraw it.
+
+    Right after a login or a page switch Streamlit may rerun once more (the auth cookie
+    component, the navigation); a rerun closes an open option list, so a single click
+    can land on a list that no longer exists. Each attempt reopens it and checks the chip.
+    """
+    box = page.locator("[data-testid='stMultiSelect']").filter(has_text=label)
+    option = page.get_by_role("option", name=option_name)
+    for _ in range(attempts):
+        try:
+            box.locator("input").click(timeout=10_000)
+            option.click(timeout=10_000)
+            page.keyboard.press("Escape")  # close the list, or the next click only closes it
+            box.get_by_text(option_name).first.wait_for(state="visible", timeout=10_000)
+            return
+        except PlaywrightTimeout:
+            page.keyboard.press("Escape")
+            page.wait_for_timeout(1000)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "multiselect_failure.png"), full_page=True)
+    pytest.fail(f"could not choose {option_name.pattern!r} in {label!r} after {attempts} attempts "
+                "(screenshot in tests/artifacts/multiselect_failure.png)")
+
+
 def test_log_in_open_a_run_and_download_its_bundle(browser, tmp_path, monkeypatch):
     import io
     import zipfile
@@ -178,9 +203,7 @@ def test_log_in_open_a_run_and_download_its_bundle(browser, tmp_path, monkeypatc
         page.wait_for_selector(".js-plotly-plot", timeout=60_000)
         page.get_by_role("link", name="History").click()
         page.wait_for_selector("text=Select records", timeout=60_000)
-        page.locator("[data-testid='stMultiSelect']").filter(has_text="Select records").click()
-        page.get_by_role("option", name=re.compile("alice's first model")).click()
-        page.keyboard.press("Escape")  # close the multiselect's list, or the next click only closes it
+        choose_in_multiselect(page, "Select records", re.compile("alice's first model"))
         page.wait_for_selector("text=Export as a bundle", timeout=30_000)
         page.get_by_text("Export as a bundle").click()
         download_button = page.get_by_role("button", name=re.compile("Download bundle"))
@@ -191,8 +214,17 @@ def test_log_in_open_a_run_and_download_its_bundle(browser, tmp_path, monkeypatc
         bundle = zipfile.ZipFile(io.BytesIO(open(download.value.path(), "rb").read()))
         assert {"record.json", "figures.html", "model/model.pt"} <= set(bundle.namelist())
         page.wait_for_timeout(1500)  # let the rerun after the download settle
-        page.get_by_text("Open", exact=True).first.click()
-        page.wait_for_selector("text=Results on the held-out test set", timeout=60_000)
+        open_button = page.get_by_text("Open", exact=True).first
+        results = page.get_by_text("Results on the held-out test set")
+        for _ in range(3):  # a click that lands during a rerun is lost: click again while the button stays
+            open_button.click(timeout=30_000)
+            try:
+                results.wait_for(state="visible", timeout=30_000)
+                break
+            except PlaywrightTimeout:
+                if not open_button.is_visible():
+                    raise
+        results.wait_for(state="visible", timeout=30_000)
         assert page.locator("[data-testid='stException']").count() == 0
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "opened_run.png"), full_page=True)
