@@ -20,7 +20,7 @@ from ui.state import keep
 
 user = current_user()
 st.title("History")
-st.caption("Your saved films and training runs, newest first. Select records below to open, rename, delete, "
+st.caption("Your saved films, training runs and analyses, newest first. Select records below to open, rename, delete, "
            "compare or export them."
            + (" As an admin you see everyone's." if sees_everyone(user) else ""))
 
@@ -49,6 +49,7 @@ def _row(record: dict) -> dict:
         "created": dt.datetime.fromtimestamp(record["created"]).strftime("%Y-%m-%d %H:%M"),
         "state": summary.get("state", ""),
         "test RMSE (10⁻⁶ Å⁻²)": rmse, "baseline RMSE": base,
+        "NR misfit (decades)": (summary.get("agreement") or {}).get("median_decades"),
         "size (MB)": round(summary["bytes"] / 1e6, 2) if summary.get("bytes") else None,
         **({"owner": record["owner"]} if sees_everyone(user) else {}),
     }
@@ -89,12 +90,29 @@ def _open(record: dict) -> None:
     st.switch_page("app_pages/explorer.py")
 
 
+def _show_analysis(record: dict, files_dir) -> None:
+    """An analysis is its result: the predicted profile and the curve it implies, with the data."""
+    fit = (record.get("summary") or {}).get("agreement") or {}
+    st.caption(f"Model '{record['params'].get('model_name')}' on {record['params'].get('curve')}: "
+               + (f"median |Δ log₁₀ R| {fit['median_decades']:.3f} decades" if fit.get("median_decades") is not None
+                  else "no agreement measured")
+               + (f", reduced χ² {fit['chi2_reduced']:.3g}" if fit.get("chi2_reduced") is not None else "") + ".")
+    figures = figures_for(record, files_dir)
+    if not figures:
+        st.warning("This analysis's files are missing or unreadable; only its parameters remain.")
+    for column, figure in zip(st.columns(2), figures.values()):
+        column.plotly_chart(figure)
+
+
 if len(chosen) == 1:
     record = chosen[0]
     files_dir = records.record_dir(record)
     st.subheader(record["name"])
     c = st.columns([1, 2, 1])
-    if c[0].button("Open", type="primary", help="Restore its parameters (and results) in the explorer or training page."):
+    if record["kind"] == "analysis":
+        _show_analysis(record, files_dir)
+    elif c[0].button("Open", type="primary",
+                     help="Restore its parameters (and results) in the explorer or training page."):
         _open(record)
     new_name = c[1].text_input("New name", value=record["name"], max_chars=80, label_visibility="collapsed")
     if c[2].button("Rename"):

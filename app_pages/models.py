@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from reflect_core import rate_limit, user_files
-from reflect_core.data_io import read_curve
-from reflect_core.evaluation import recomputed_nr
+from reflect_core import history, rate_limit, user_files
+from reflect_core.analysis import analyse, save_analysis
+from reflect_core.data_io import csv_text, read_curve
 from reflect_core.figures import reflectivity_figure, sld_figure
 from reflect_core.limits import LimitError, check_upload_size
 from reflect_core.predict import PredictError, predict
@@ -142,11 +142,32 @@ with predict_tab:
         sld = predict(model_dir, nr, resample=True)[0]
     except PredictError as exc:
         st.error(str(exc))
+        st.info("To train a model that reads this curve, choose it under 'Match a measured curve' on the Train "
+                "page: the synthetic curves then cover its Q range with its resolution.")
         st.stop()
-    q_model = np.asarray(meta["q"])
-    r_model = recomputed_nr(sld[0], sld[1][None], q_model, meta["dq"], meta.get("beam_from", "ambient"))[0]
-    st.caption("The curve is interpolated (in log R) onto the model's Q grid; negative or zero R points are "
-               "floored before the log. The recomputed curve uses the model's resolution.")
+    result = analyse(sld[0], sld[1], curve, meta["dq"], meta.get("beam_from", "ambient"))
+    own_dq = curve.dq is not None and bool(np.all(curve.dq > 0))
+    st.caption("The network sees the curve interpolated (in log R) onto its own Q grid; zero or negative R is "
+               "floored before the log. The recomputed curve is at the data's own Q points, smeared with "
+               + ("the file's dQ column." if own_dq else f"the model's dQ/Q = {100 * meta['dq']:.3g} % FWHM "
+                                                         "(the file has no dQ column)."))
+    fit = result.agreement
+    c = st.columns(3)
+    c[0].metric("Median |Δ log₁₀ R|", f"{fit['median_decades']:.3f} decades" if fit["median_decades"] is not None
+                else "n/a", help="Over the points with R > 0, both floored at 1e-10.")
+    c[1].metric("Reduced χ²", f"{fit['chi2_reduced']:.3g}" if fit["chi2_reduced"] is not None else "no dR column",
+                help="No fitted scale or background: far above 1 means the profile does not explain the data.")
+    c[2].metric("Points", f"{fit['points']}")
     c = st.columns(2)
-    c[0].plotly_chart(sld_figure(sld[0], sld[1], label="predicted SLD"))
-    c[1].plotly_chart(reflectivity_figure([("recomputed from the predicted profile", q_model, r_model)], data=curve))
+    c[0].plotly_chart(sld_figure(result.z, result.sld, label="predicted SLD"))
+    c[1].plotly_chart(reflectivity_figure([("recomputed from the predicted profile", result.q, result.r)], data=curve))
+    c = st.columns([2, 1, 1])
+    name = c[0].text_input("Analysis name", value=f"{path.stem} · {record['name']}"[:80], max_chars=80)
+    c[1].download_button("Profile (CSV)", csv_text(["z (Å)", "SLD (1e-6 Å^-2)"], [result.z, result.sld]),
+                         file_name=f"{path.stem}_profile.csv", mime="text/csv")
+    if c[2].button("Save to history", type="primary"):
+        try:
+            saved = save_analysis(user, name, result, path.name, path.read_bytes(), record)
+            st.success(f"Saved '{saved['name']}' to your history.")
+        except (OSError, ValueError, history.HistoryError) as exc:
+            st.error(f"Not saved: {exc}")

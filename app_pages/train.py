@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from reflect_core import history, jobs, rate_limit, user_files
+from reflect_core.data_io import CurveError, matching_grid, read_curve
 from reflect_core.limits import LimitError, check_spec
 from reflect_core.estimates import dataset_bytes, generation_seconds, model_size, training_seconds
 from reflect_core.film import FilmError
@@ -60,6 +61,38 @@ except FilmError as exc:
     st.stop()
 
 # --- dataset ---------------------------------------------------------------------------------------
+def _match_curve(path) -> None:
+    """Button callback: the Q settings below take the measured curve's range and resolution."""
+    try:
+        grid = matching_grid(read_curve(path))
+    except CurveError as exc:
+        st.session_state["train_match_error"] = str(exc)
+        return
+    settings = [("train_qmin", "qmin", grid["qmin"]), ("train_qmax", "qmax", grid["qmax"]),
+                ("train_nq", "nq", grid["nq"])]
+    if grid["dq"] is not None:
+        settings.append(("train_dq", "dq_percent", 100 * grid["dq"]))
+    for key, shared_name, value in settings:
+        st.session_state[key] = value
+        keep(shared_name, value)
+
+
+def render_curve_matcher() -> None:
+    """Train for a measurement: a network only reads curves on its own Q range."""
+    by_name = {p.name: p for p in user_files.curves(user)}
+    if not by_name:
+        return
+    c = st.columns([3, 2], vertical_alignment="bottom")
+    name = c[0].selectbox("Match a measured curve (optional)", list(by_name), index=None,
+                          placeholder="one of your uploaded curves",
+                          help="Sets Q min, Q max, the number of Q points and dQ/Q (from its dQ column, if it has "
+                               "one) so that the model covers the curve without extrapolating.")
+    c[1].button("Use its Q range and resolution", disabled=name is None, on_click=_match_curve,
+                args=(by_name.get(name),))
+    if error := st.session_state.pop("train_match_error", None):
+        st.error(error)
+
+
 def generated_dataset():
     """Settings for curves generated from the explorer's film: (spec, curves, Q points, z points)."""
     st.markdown(f"Film: **{len(film.layers)} layers** from the explorer ({film.layers[0].name} … {film.layers[-1].name}, "
@@ -74,11 +107,12 @@ def generated_dataset():
                                                    key=seed("train_sampler", "latin_hypercube")))
     n_profile = number(c[3], "Profile points", "train_n_profile", 900, min_value=50, max_value=5000, step=50,
                        help="Points of each SLD label on one z grid for the whole dataset.")
+    render_curve_matcher()
     c = st.columns(4)
     # The explorer's Q grid and resolution, shared both ways.
-    qmin = keep("qmin", c[0].number_input("Q min (Å⁻¹)", key=seed("train_qmin", 0.0081, "qmin"), format="%.4f",
+    qmin = keep("qmin", c[0].number_input("Q min (Å⁻¹)", key=seed("train_qmin", 0.0081, "qmin"), format="%.5f",
                                           step=0.001))
-    qmax = keep("qmax", c[1].number_input("Q max (Å⁻¹)", key=seed("train_qmax", 0.1975, "qmax"), format="%.4f",
+    qmax = keep("qmax", c[1].number_input("Q max (Å⁻¹)", key=seed("train_qmax", 0.1975, "qmax"), format="%.5f",
                                           step=0.01))
     nq = keep("nq", c[2].number_input("Q points", key=seed("train_nq", 308, "nq"), min_value=2, max_value=20000))
     dq_percent = keep("dq_percent", c[3].number_input("dQ/Q (FWHM, %)", key=seed("train_dq", 100 * PYREFLECT_DQ,

@@ -26,6 +26,8 @@ def zip_directory(path, prefix: str | None = None) -> bytes:
 
 BUNDLE_RECORD = "record.json"
 BUNDLE_FIGURES = "figures.html"
+# A record's folder parts: a trained model, its training arrays, an analysis's curve and CSVs.
+FOLDER_PARTS = ("model", "data", "results")
 FIGURES_ESTIMATE = 4_800_000  # plotly.js is embedded once so the page opens offline
 
 
@@ -33,7 +35,7 @@ def bundle_parts(record: dict, files_dir: Path | None) -> dict[str, int]:
     """Exportable parts of a record and their sizes in bytes (before compression)."""
     parts = {BUNDLE_RECORD: len(json.dumps(record)), BUNDLE_FIGURES: FIGURES_ESTIMATE}
     if files_dir is not None:
-        for name in ("model", "data"):
+        for name in FOLDER_PARTS:
             if (files_dir / name).is_dir():
                 parts[name] = directory_size(files_dir / name)
     return parts
@@ -45,7 +47,7 @@ def build_bundle(record: dict, files_dir: Path | None, parts: set[str], figures_
         archive.writestr(BUNDLE_RECORD, json.dumps(record, indent=1))
         if BUNDLE_FIGURES in parts and figures_html:
             archive.writestr(BUNDLE_FIGURES, figures_html)
-        for name in ("model", "data"):
+        for name in FOLDER_PARTS:
             if name in parts and files_dir is not None and (files_dir / name).is_dir():
                 for file in sorted((files_dir / name).rglob("*")):
                     if file.is_file():

@@ -101,6 +101,25 @@ def cmd_predict(args) -> None:
     _write_npy(args.out, predict(args.model_dir, nr, resample=args.resample))
 
 
+def cmd_analyse(args) -> None:
+    """Predict the profile of a measured curve and say how well it explains the data."""
+    from .analysis import analyse
+    from .model_store import META
+
+    curve = read_curve(args.curve).sorted()
+    if curve.r is None:
+        raise CliError(f"{args.curve}: only a Q column; an analysis needs Q and R")
+    meta = json.loads((Path(args.model_dir) / META).read_text()) if (Path(args.model_dir) / META).is_file() else None
+    if meta is None:
+        raise CliError(f"{args.model_dir}: not a model directory (no {META})")
+    sld = predict(args.model_dir, np.stack([np.stack([curve.q, curve.r])]), resample=True)[0]
+    result = analyse(sld[0], sld[1], curve, meta["dq"], meta.get("beam_from", "ambient"))
+    _write(args.out, csv_text(["z", "sld"], [result.z, result.sld]))
+    if args.recomputed:
+        _write(args.recomputed, csv_text(["Q", "R"], [result.q, result.r]))
+    print(json.dumps(result.agreement))
+
+
 def cmd_import_pyreflect(args) -> None:
     """Server-side import of pyreflect CNN weights (~620 MB: over the browser upload limits)."""
     from .access import User
@@ -189,6 +208,15 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--out", required=True, help="output .npy, shape (N, 2, M) with rows [z, SLD]")
     pred.add_argument("--resample", action="store_true", help="interpolate curves on another Q grid onto the model's")
     pred.set_defaults(run=cmd_predict)
+
+    ana = sub.add_parser("analyse", help="profile of a measured curve with a saved model, and how well the NR "
+                                          "recomputed from it matches the data (JSON on stdout)")
+    ana.add_argument("model_dir", help="a model directory written by `train` or the app")
+    ana.add_argument("curve", help="measured curve: Q, R[, dR[, dQ FWHM]] in 1/Å (text, # comments)")
+    ana.add_argument("--out", required=True, help="predicted profile CSV, columns z,sld")
+    ana.add_argument("--recomputed", help="also write the recomputed curve CSV (columns Q,R) at the data's Q, "
+                                          "smeared with its dQ column or else the model's dQ/Q")
+    ana.set_defaults(run=cmd_analyse)
 
     imp = sub.add_parser("import-pyreflect", help="add pyreflect CNN weights + stats to a user's models "
                                                   "(for weight files over the upload limit)")

@@ -1,6 +1,7 @@
 """Reading measured curves and Q lists from text files.
 
-Format (DESIGN.md): ``#`` comments, whitespace- or comma-separated columns;
+Format (DESIGN.md): ``#`` comments, whitespace- or comma-separated columns, and at
+most one line of column names before the data (the CSVs this app writes have one);
 1 column = Q; 2–3 = Q, R[, dR]; 4 = Q, R, dR, dQ (FWHM, Å⁻¹). Q in Å⁻¹.
 """
 
@@ -33,6 +34,14 @@ class Curve:
         return Curve(self.q[order], pick(self.r), pick(self.dr), pick(self.dq))
 
 
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
 def parse_curve(raw: bytes | str, name: str = "curve") -> Curve:
     if len(raw) > MAX_CURVE_BYTES:
         raise CurveError(f"{name}: {len(raw):,} bytes is over the {MAX_CURVE_BYTES:,}-byte limit")
@@ -41,7 +50,7 @@ def parse_curve(raw: bytes | str, name: str = "curve") -> Curve:
             raw = raw.decode("utf-8")
         except UnicodeDecodeError:
             raise CurveError(f"{name}: not a text file (it is not UTF-8)") from None
-    rows = []
+    rows, header_seen = [], False
     for number, line in enumerate(io.StringIO(raw), start=1):
         text = line.split("#", 1)[0].strip()
         if not text:
@@ -50,6 +59,9 @@ def parse_curve(raw: bytes | str, name: str = "curve") -> Curve:
         try:
             rows.append([float(f) for f in fields])
         except ValueError:
+            if not rows and not header_seen and not any(_is_number(f) for f in fields):
+                header_seen = True  # one column-name line, as spreadsheets and our own CSVs write
+                continue
             raise CurveError(f"{name}, line {number}: not numbers: {text[:60]!r}") from None
         if len(rows[-1]) != len(rows[0]):
             raise CurveError(
@@ -79,6 +91,17 @@ def read_curve(path) -> Curve:
     except OSError as exc:
         raise CurveError(f"cannot read {path}: {exc.strerror}") from None
     return parse_curve(raw, str(path))
+
+
+def matching_grid(curve: Curve) -> dict:
+    """Synthetic-data Q settings that cover a measured curve without leaving it: its Q
+    range, as many log-spaced points as it has distinct Q values, and its median dQ/Q
+    when it has a dQ column (None otherwise), so a model trained on them can read it."""
+    q = np.unique(curve.q)
+    dq = None
+    if curve.dq is not None and np.any(curve.dq > 0):
+        dq = float(np.median(curve.dq[curve.dq > 0] / curve.q[curve.dq > 0]))
+    return {"qmin": float(q[0]), "qmax": float(q[-1]), "nq": int(max(q.size, 2)), "dq": dq}
 
 
 def q_grid(qmin: float, qmax: float, n: int, spacing: str = "log") -> np.ndarray:

@@ -22,12 +22,14 @@ def profile_metrics(pred: np.ndarray, true: np.ndarray, reference: np.ndarray) -
             "r2": 1.0 - ss_res / ss_tot if ss_tot > 0 else float("nan")}
 
 
-def recomputed_nr(z: np.ndarray, sld: np.ndarray, q: np.ndarray, dq: float, beam_from: str) -> np.ndarray:
-    """R(Q) of each profile with the data's resolution (microslabs on z)."""
+def recomputed_nr(z: np.ndarray, sld: np.ndarray, q: np.ndarray, dq: float, beam_from: str,
+                  dq_abs: np.ndarray | None = None) -> np.ndarray:
+    """R(Q) of each profile with the data's resolution (microslabs on z): dQ/Q ``dq``,
+    or a per-point FWHM ``dq_abs`` in Å⁻¹ (a measured file's own dQ column)."""
     stacks = microslab_stacks(z, sld)
     if beam_from == "substrate":
         stacks = flip_stack(stacks)
-    return reflectivity(stacks, q, dq)
+    return reflectivity(stacks, q, dq, dq_abs=dq_abs)
 
 
 def nr_decades(r_model: np.ndarray, r_data: np.ndarray) -> np.ndarray:

@@ -11,14 +11,13 @@ from pathlib import Path
 
 from . import history
 from .access import User
-from .bundles import BUNDLE_RECORD
+from .bundles import BUNDLE_RECORD, FOLDER_PARTS
 from .film import FilmError, film_from_dict
 from .model_store import ModelLoadError, load_model
 from .storage import data_dir
 from .uploads import UploadError, safe_zip_members
 
 MAX_JSON_BYTES = 20_000_000
-KEPT_PARTS = ("model", "data")
 
 
 def _parse_json(filename: str, data: bytes) -> dict:
@@ -75,7 +74,7 @@ def import_bundle(user: User, filename: str, data: bytes, max_bytes: int) -> dic
     target = data_dir() / relative
     try:
         for name, content in members.items():
-            if name.split("/", 1)[0] in KEPT_PARTS:
+            if name.split("/", 1)[0] in FOLDER_PARTS:
                 path = target / name
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_bytes(content)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import plotly.graph_objects as go
 
+from .analysis import load_saved
 from .data_io import q_grid
 from .figures import loss_figure, reflectivity_figure, sld_figure
 from .film import film_from_dict
@@ -31,11 +32,23 @@ def training_figures(run_dir: Path) -> dict[str, go.Figure]:
     return {"loss_curves": loss_figure(history["train"], history["val"])}
 
 
+def analysis_figures(files_dir: Path) -> dict[str, go.Figure]:
+    saved = load_saved(files_dir)
+    if saved is None:
+        return {}
+    curve, analysis = saved
+    return {"sld_profile": sld_figure(analysis.z, analysis.sld, label="predicted SLD"),
+            "reflectivity": reflectivity_figure([("recomputed from the predicted profile", analysis.q, analysis.r)],
+                                                data=curve)}
+
+
 def figures_for(record: dict, files_dir: Path | None) -> dict[str, go.Figure]:
     if record["kind"] == "film":
         return film_figures(record["params"])
     if record["kind"] == "training" and files_dir is not None:
         return training_figures(files_dir)
+    if record["kind"] == "analysis" and files_dir is not None:
+        return analysis_figures(files_dir)
     return {}
 
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from reflect_core.data_io import CurveError, parse_curve, q_grid, read_curve
+from reflect_core.data_io import CurveError, csv_text, matching_grid, parse_curve, q_grid, read_curve
 
 
 def test_reads_liquids_reflectometer_file(shared_data_path):
@@ -35,3 +35,26 @@ def test_q_grid_shapes():
     for args in [(0.1, 0.01, 10), (0.0, 0.1, 10), (0.01, 0.1, 1)]:
         with pytest.raises(ValueError):
             q_grid(*args)
+
+
+def test_one_line_of_column_names_is_read_past():
+    # The curve CSV the explorer and the CLI write (one header line) reads back as a curve.
+    q = np.geomspace(0.01, 0.2, 5)
+    curve = parse_curve(csv_text(["Q (Å^-1)", "R", "dR"], [q, q**-4 * 1e-8, q**-4 * 1e-9]), "download.csv")
+    np.testing.assert_allclose(curve.q, q, rtol=1e-9)
+    assert curve.dr is not None and curve.dq is None
+    with pytest.raises(CurveError, match="line 2: not numbers"):
+        parse_curve("Q R\nQ R\n0.01 1\n")  # only one such line
+    with pytest.raises(CurveError, match="line 2: not numbers"):
+        parse_curve("0.01 1\nQ R\n")  # and only before the data
+
+
+def test_matching_grid_of_the_real_file_stays_inside_it(shared_data_path):
+    curve = read_curve(shared_data_path)
+    grid = matching_grid(curve)
+    assert grid["qmin"] == curve.q.min() and grid["qmax"] == curve.q.max()
+    assert grid["nq"] == np.unique(curve.q).size  # repeated Q of overlapping segments count once
+    assert abs(grid["dq"] - np.median(curve.dq / curve.q)) < 1e-12 and 0.02 < grid["dq"] < 0.04
+    q = q_grid(grid["qmin"], grid["qmax"], grid["nq"])
+    assert q[0] >= curve.q.min() * (1 - 1e-12) and q[-1] <= curve.q.max() * (1 + 1e-12)
+    assert matching_grid(parse_curve("0.01 1\n0.02 0.5\n"))["dq"] is None  # no dQ column

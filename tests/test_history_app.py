@@ -13,7 +13,7 @@ from conftest import ROOT
 from reflect_core import history
 from reflect_core.access import LOCAL_USER, AccessError, User
 from reflect_core.bundles import build_bundle, bundle_parts
-from reflect_core.generate import dataset_from_dict, generate
+from reflect_core.generate import generate
 from reflect_core.importer import import_bundle, import_json
 from reflect_core.job_protocol import PrintReporter
 from reflect_core.model_store import load_model

@@ -102,3 +102,24 @@ def test_edits_survive_switching_pages(app):
     assert app.number_input(key="train_epochs").value == 7
     app.switch_page("app_pages/explorer.py").run()
     assert app.number_input(key=f"L{row['uid']}_thickness").value == 77.0
+
+
+def test_match_a_measured_curve_sets_q_range_and_resolution(app):
+    import numpy as np
+
+    from reflect_core import user_files
+    from reflect_core.access import LOCAL_USER
+    from reflect_core.data_io import csv_text
+
+    q = np.geomspace(0.00835, 0.269, 120)
+    user_files.save_curve(LOCAL_USER, "run212592.txt",
+                          csv_text(["Q", "R", "dR", "dQ"], [q, 1e-4 / q, 1e-5 / q, 0.028 * q]).encode())
+    app.run()
+    [matcher] = [s for s in app.selectbox if s.label.startswith("Match a measured curve")]
+    matcher.set_value("run212592.txt").run()
+    next(b for b in app.button if b.label == "Use its Q range and resolution").click().run()
+    assert not app.exception, app.exception
+    assert app.number_input(key="train_qmin").value == pytest.approx(0.00835, rel=1e-9)
+    assert app.number_input(key="train_qmax").value == pytest.approx(0.269, rel=1e-9)
+    assert app.number_input(key="train_nq").value == 120
+    assert app.number_input(key="train_dq").value == pytest.approx(2.8, rel=1e-9)
