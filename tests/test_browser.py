@@ -205,9 +205,17 @@ def test_log_in_open_a_run_and_download_its_bundle(browser, tmp_path, monkeypatc
         page.wait_for_selector("text=Select records", timeout=60_000)
         choose_in_multiselect(page, "Select records", re.compile("alice's first model"))
         page.wait_for_selector("text=Export as a bundle", timeout=30_000)
-        page.get_by_text("Export as a bundle").click()
+        expander = page.locator("details").filter(has_text="Export as a bundle")
         download_button = page.get_by_role("button", name=re.compile("Download bundle"))
-        download_button.wait_for(state="visible", timeout=30_000)
+        for _ in range(3):  # open the expander; a click lost to a rerun leaves it closed
+            if expander.get_attribute("open") is None:
+                page.get_by_text("Export as a bundle").click()
+            try:
+                download_button.wait_for(state="visible", timeout=15_000)
+                break
+            except PlaywrightTimeout:
+                pass
+        download_button.wait_for(state="visible", timeout=15_000)
         page.wait_for_timeout(1000)  # let the selection's rerun finish before clicking
         with page.expect_download(timeout=90_000) as download:
             download_button.click()
