@@ -127,16 +127,40 @@ def test_train_a_tiny_model_and_see_its_results(server, browser, data_dir, monke
     for label, value in (("Curves", 300), ("Epochs", 3), ("Conv layers", 2), ("Channels", 8), ("Dense width", 32)):
         fill_number(page, label, value)
     page.wait_for_selector("text=Estimated training time", timeout=60_000)
-    page.get_by_label("Run name (optional)").fill("browser run")
-    page.get_by_role("button", name="Train", exact=True).click()
-    page.wait_for_selector("text=Results on the held-out test set", timeout=240_000)
+    name = page.get_by_label("Run name (optional)")
+    name.fill("browser run")
+    name.press("Enter")  # commit the name now: a click that also blurs the field can be lost to that rerun
+    page.wait_for_timeout(1000)
+    monkeypatch.setenv("REFLECT_DATA_DIR", str(data_dir))
+    from reflect_core import jobs
+
+    train = page.get_by_role("button", name="Train", exact=True)
+    for _ in range(4):  # the job store, not the page, says whether a click submitted
+        train.click(timeout=30_000)
+        deadline = time.time() + 15
+        while not jobs.list_runs() and time.time() < deadline:
+            time.sleep(0.5)
+        if jobs.list_runs():
+            break
+    else:
+        pytest.fail("four presses of Train submitted no run")
+    [run] = jobs.list_runs()
+    deadline = time.time() + 300
+    while jobs.get(run.run_id).state in ("queued", "running"):
+        assert time.time() < deadline, f"run still {jobs.get(run.run_id).state} after 300 s"
+        time.sleep(1)
+    run = jobs.get(run.run_id)
+    assert run.state == "completed", f"run ended {run.state}: {run.error}"
+    try:
+        page.wait_for_selector("text=Results on the held-out test set", timeout=60_000)
+    except PlaywrightTimeout:
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "train_failure.png"), full_page=True)
+        raise
     page.wait_for_timeout(2000)
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "train_results.png"), full_page=True)
     assert page.locator("[data-testid='stException']").count() == 0
-    monkeypatch.setenv("REFLECT_DATA_DIR", str(data_dir))
-    from reflect_core import jobs
-
     [run] = jobs.list_runs()
     assert run.name == "browser run" and run.state == "completed"
     page.close()
