@@ -129,6 +129,9 @@ def test_save_from_the_models_page_and_view_it_in_history(data):
     at.switch_page("app_pages/models.py").run()
     assert not at.exception, at.exception
     assert any(m.label == "Reduced χ²" for m in at.metric)
+    at.toggle(key="predict_rq4").set_value(True).run()
+    reflectivity_chart = json.loads(at.get("plotly_chart")[1].proto.spec)
+    assert "Q⁴" in reflectivity_chart["layout"]["yaxis"]["title"]["text"]
     next(b for b in at.button if b.label == "Save to history").click().run()
     assert not at.exception, at.exception
     [saved] = [r for r in history.list_records(LOCAL_USER) if r["kind"] == "analysis"]
