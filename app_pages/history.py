@@ -96,7 +96,9 @@ def _show_analysis(record: dict, files_dir) -> None:
     st.caption(f"Model '{record['params'].get('model_name')}' on {record['params'].get('curve')}: "
                + (f"median |Δ log₁₀ R| {fit['median_decades']:.3f} decades" if fit.get("median_decades") is not None
                   else "no agreement measured")
-               + (f", reduced χ² {fit['chi2_reduced']:.3g}" if fit.get("chi2_reduced") is not None else "") + ".")
+               + (f", reduced χ² {fit['chi2_reduced']:.3g}" if fit.get("chi2_reduced") is not None else "")
+               + (f" ({fit['chi2_reduced_scaled']:.3g} with scale {fit['scale']:.3g} and background "
+                  f"{fit['background']:.2e} fitted)" if fit.get("chi2_reduced_scaled") is not None else "") + ".")
     figures = figures_for(record, files_dir)
     if not figures:
         st.warning("This analysis's files are missing or unreadable; only its parameters remain.")

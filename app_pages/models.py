@@ -152,13 +152,18 @@ with predict_tab:
                + ("the file's dQ column." if own_dq else f"the model's dQ/Q = {100 * meta['dq']:.3g} % FWHM "
                                                          "(the file has no dQ column)."))
     fit = result.agreement
-    c = st.columns(4)
-    c[0].metric("Median |Δ log₁₀ R|", f"{fit['median_decades']:.3f} decades" if fit["median_decades"] is not None
+    c = st.columns(5)
+    c[0].metric("Median |Δ log₁₀ R| (decades)", f"{fit['median_decades']:.3f}" if fit["median_decades"] is not None
                 else "n/a", help="Over the points with R > 0, both floored at 1e-10.")
     c[1].metric("Reduced χ²", f"{fit['chi2_reduced']:.3g}" if fit["chi2_reduced"] is not None else "no dR column",
                 help="No fitted scale or background: far above 1 means the profile does not explain the data.")
-    c[2].metric("Points", f"{fit['points']}")
-    rq4 = c[3].toggle("Plot R·Q⁴", key="predict_rq4", help="Removes the Fresnel Q⁻⁴ decay.")
+    scaled = fit.get("chi2_reduced_scaled")
+    c[2].metric("χ², scale & bkg fitted", f"{scaled:.3g}" if scaled is not None else "n/a",
+                help="Reduced χ² with the best scale and background ≥ 0 (weighted least squares, as refnx fits "
+                     "them); the networks never see either."
+                     + (f" Scale {fit['scale']:.3g}, background {fit['background']:.2e}." if scaled is not None else ""))
+    c[3].metric("Points", f"{fit['points']}")
+    rq4 = c[4].toggle("Plot R·Q⁴", key="predict_rq4", help="Removes the Fresnel Q⁻⁴ decay.")
     c = st.columns(2)
     c[0].plotly_chart(sld_figure(result.z, result.sld, label="predicted SLD"))
     c[1].plotly_chart(reflectivity_figure([("recomputed from the predicted profile", result.q, result.r)], rq4=rq4,

@@ -38,23 +38,46 @@ def recompute_at_data(z: np.ndarray, sld: np.ndarray, curve: Curve, model_dq: fl
     return recomputed_nr(z, np.asarray(sld)[None], curve.q, model_dq, beam_from, dq_abs=own_dq)[0]
 
 
+def scale_and_background(r: np.ndarray, r_calc: np.ndarray, dr: np.ndarray) -> tuple[float, float] | None:
+    """Weighted least squares of r ≈ scale·r_calc + background (weights 1/dR²), with
+    background ≥ 0 (refitted as scale alone when the free fit goes negative); None
+    when no positive scale fits. Both are linear, so this is exact, not iterative."""
+    w = 1.0 / dr**2
+    sw, sc, sr = w.sum(), (w * r_calc).sum(), (w * r).sum()
+    scc, scr = (w * r_calc**2).sum(), (w * r_calc * r).sum()
+    det = sw * scc - sc**2
+    scale, background = ((sw * scr - sc * sr) / det, (scc * sr - sc * scr) / det) if det > 0 else (0.0, -1.0)
+    if background < 0:
+        scale, background = scr / scc, 0.0
+    return (float(scale), float(background)) if scale > 0 else None
+
+
 def agreement(curve: Curve, r_calc: np.ndarray) -> dict:
     """How far the recomputed curve is from the data.
 
     Median |Δlog10 R| over points with R > 0 (both floored at 1e-10, as the test
     metrics are), and, when the data has uncertainties, the reduced χ² over points
-    with dR > 0. χ² uses no fitted scale or background: a value far above 1 says the
-    profile does not explain the data, whatever the network's test score.
+    with dR > 0: once as computed (a value far above 1 says the profile does not
+    explain the data, whatever the network's test score), and once with the best
+    scale and background, as refnx and refl1d fit them (the networks never see
+    either, so a normalisation error or a flat background alone should not count).
     """
     r = np.asarray(curve.r, dtype=float)
     positive = r > 0
     decades = np.abs(np.log10(np.clip(r_calc[positive], LOG_FLOOR, None)) - np.log10(np.clip(r[positive], LOG_FLOOR, None)))
     out = {"points": int(r.size), "points_positive": int(positive.sum()),
-           "median_decades": float(np.median(decades)) if decades.size else None, "chi2_reduced": None}
+           "median_decades": float(np.median(decades)) if decades.size else None, "chi2_reduced": None,
+           "scale": None, "background": None, "chi2_reduced_scaled": None}
     if curve.dr is not None:
         used = curve.dr > 0
-        if used.any():
-            out["chi2_reduced"] = float(np.mean(((r[used] - r_calc[used]) / curve.dr[used]) ** 2))
+        r, r_calc, dr = r[used], r_calc[used], curve.dr[used]
+        if r.size:
+            out["chi2_reduced"] = float(np.mean(((r - r_calc) / dr) ** 2))
+        fitted = scale_and_background(r, r_calc, dr) if r.size > 2 else None
+        if fitted is not None:
+            scale, background = fitted
+            out.update(scale=scale, background=background,
+                       chi2_reduced_scaled=float(np.sum(((r - scale * r_calc - background) / dr) ** 2) / (r.size - 2)))
     return out
 
 

@@ -13,7 +13,8 @@ from streamlit.testing.v1 import AppTest
 from conftest import ROOT
 from reflect_core import history, user_files
 from reflect_core.access import LOCAL_USER, AccessError, User
-from reflect_core.analysis import PROFILE_FILE, RESULTS, agreement, analyse, load_saved, save_analysis
+from reflect_core.analysis import (PROFILE_FILE, RESULTS, agreement, analyse, load_saved, save_analysis,
+                                   scale_and_background)
 from reflect_core.bundles import build_bundle, bundle_parts
 from reflect_core.data_io import Curve, csv_text, parse_curve, read_curve
 from reflect_core.importer import import_bundle
@@ -53,6 +54,28 @@ def test_the_recomputed_curve_uses_the_files_own_resolution():
     # Without the dQ column the model's 2.95 % is the best guess, and it shows in χ².
     guessed = analyse(z, sld, measured(0.06, with_dq_column=False), model_dq=0.0295)
     assert guessed.agreement["chi2_reduced"] > 20 * own.agreement["chi2_reduced"] and guessed.agreement["chi2_reduced"] > 5
+
+
+def test_scale_and_background_are_recovered():
+    # A measurement off in normalisation (×0.85) with a flat background of 3e-7.
+    clean = measured(0.05, with_dq_column=True)
+    data = Curve(Q, 0.85 * clean.r + 3e-7, 0.03 * (0.85 * clean.r + 3e-7), clean.dq)
+    z, sld, _ = film_profile(FILM)
+    fit = analyse(z, sld, data, model_dq=0.0295).agreement
+    # The profile is the film's own: microslab vs slab differs by ≤ 2 % (item 7 of the foundation
+    # issue), which bounds how far the fitted scale and background can move from the truth.
+    assert fit["scale"] == pytest.approx(0.85, rel=0.02)
+    assert fit["background"] == pytest.approx(3e-7, rel=0.1)
+    assert fit["chi2_reduced"] > 10 and fit["chi2_reduced_scaled"] < 1
+
+
+def test_scale_and_background_by_hand():
+    c = np.array([1.0, 0.5, 0.2, 0.1])
+    assert scale_and_background(2 * c + 0.1, c, np.ones(4)) == pytest.approx((2.0, 0.1))
+    # A negative background is not physical: refitted as a scale alone.
+    scale, background = scale_and_background(2 * c - 0.1, c, np.ones(4))
+    assert background == 0.0 and scale == pytest.approx(np.sum(c * (2 * c - 0.1)) / np.sum(c**2))
+    assert scale_and_background(-c, c, np.ones(4)) is None  # no positive scale
 
 
 def test_agreement_by_hand():
@@ -128,7 +151,7 @@ def test_save_from_the_models_page_and_view_it_in_history(data):
     at.run()
     at.switch_page("app_pages/models.py").run()
     assert not at.exception, at.exception
-    assert any(m.label == "Reduced χ²" for m in at.metric)
+    assert {"Reduced χ²", "χ², scale & bkg fitted"} <= {m.label for m in at.metric}
     at.toggle(key="predict_rq4").set_value(True).run()
     reflectivity_chart = json.loads(at.get("plotly_chart")[1].proto.spec)
     assert "Q⁴" in reflectivity_chart["layout"]["yaxis"]["title"]["text"]
