@@ -61,6 +61,9 @@ except FilmError as exc:
     st.stop()
 
 # --- dataset ---------------------------------------------------------------------------------------
+MAX_Q_POINTS = 20_000
+
+
 def _match_curve(path) -> None:
     """Button callback: the Q settings below take the measured curve's range and resolution."""
     try:
@@ -69,7 +72,7 @@ def _match_curve(path) -> None:
         st.session_state["train_match_error"] = str(exc)
         return
     settings = [("train_qmin", "qmin", grid["qmin"]), ("train_qmax", "qmax", grid["qmax"]),
-                ("train_nq", "nq", grid["nq"])]
+                ("train_nq", "nq", min(grid["nq"], MAX_Q_POINTS))]
     if grid["dq"] is not None:
         settings.append(("train_dq", "dq_percent", 100 * grid["dq"]))
     for key, shared_name, value in settings:
@@ -114,7 +117,7 @@ def generated_dataset():
                                           step=0.001))
     qmax = keep("qmax", c[1].number_input("Q max (Å⁻¹)", key=seed("train_qmax", 0.1975, "qmax"), format="%.5f",
                                           step=0.01))
-    nq = keep("nq", c[2].number_input("Q points", key=seed("train_nq", 308, "nq"), min_value=2, max_value=20000))
+    nq = keep("nq", c[2].number_input("Q points", key=seed("train_nq", 308, "nq"), min_value=2, max_value=MAX_Q_POINTS))
     dq_percent = keep("dq_percent", c[3].number_input("dQ/Q (FWHM, %)", key=seed("train_dq", 100 * PYREFLECT_DQ,
                                                                                    "dq_percent"),
                                                       format="%.4f", step=0.5))
