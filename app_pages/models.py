@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from reflect_core import history, rate_limit, user_files
-from reflect_core.analysis import analyse, save_analysis
+from reflect_core.analysis import analyse, has_own_resolution, save_analysis
 from reflect_core.data_io import csv_text, read_curve
 from reflect_core.figures import reflectivity_figure, sld_figure
 from reflect_core.limits import LimitError, check_upload_size
@@ -146,10 +146,9 @@ with predict_tab:
                 "page: the synthetic curves then cover its Q range with its resolution.")
         st.stop()
     result = analyse(sld[0], sld[1], curve, meta["dq"], meta.get("beam_from", "ambient"))
-    own_dq = curve.dq is not None and bool(np.all(curve.dq > 0))
     st.caption("The network sees the curve interpolated (in log R) onto its own Q grid; zero or negative R is "
                "floored before the log. The recomputed curve is at the data's own Q points, smeared with "
-               + ("the file's dQ column." if own_dq else f"the model's dQ/Q = {100 * meta['dq']:.3g} % FWHM "
+               + ("the file's dQ column." if has_own_resolution(curve) else f"the model's dQ/Q = {100 * meta['dq']:.3g} % FWHM "
                                                          "(the file has no dQ column)."))
     fit = result.agreement
     c = st.columns(5)

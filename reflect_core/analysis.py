@@ -31,10 +31,15 @@ class Analysis:
     agreement: dict
 
 
+def has_own_resolution(curve: Curve) -> bool:
+    """True when the file gives a usable per-point dQ (the instrument's resolution)."""
+    return curve.dq is not None and bool(np.all(curve.dq > 0))
+
+
 def recompute_at_data(z: np.ndarray, sld: np.ndarray, curve: Curve, model_dq: float, beam_from: str) -> np.ndarray:
     """R of a profile at the data's Q points, smeared with the data's own dQ column
-    when it has one (the instrument's resolution), else with the model's dQ/Q."""
-    own_dq = curve.dq if curve.dq is not None and np.all(curve.dq > 0) else None
+    when it has one, else with the model's dQ/Q."""
+    own_dq = curve.dq if has_own_resolution(curve) else None
     return recomputed_nr(z, np.asarray(sld)[None], curve.q, model_dq, beam_from, dq_abs=own_dq)[0]
 
 

@@ -109,9 +109,10 @@ def cmd_analyse(args) -> None:
     curve = read_curve(args.curve).sorted()
     if curve.r is None:
         raise CliError(f"{args.curve}: only a Q column; an analysis needs Q and R")
-    meta = json.loads((Path(args.model_dir) / META).read_text()) if (Path(args.model_dir) / META).is_file() else None
-    if meta is None:
+    meta_path = Path(args.model_dir) / META
+    if not meta_path.is_file():
         raise CliError(f"{args.model_dir}: not a model directory (no {META})")
+    meta = json.loads(meta_path.read_text())
     sld = predict(args.model_dir, np.stack([np.stack([curve.q, curve.r])]), resample=True)[0]
     result = analyse(sld[0], sld[1], curve, meta["dq"], meta.get("beam_from", "ambient"))
     _write(args.out, csv_text(["z", "sld"], [result.z, result.sld]))
