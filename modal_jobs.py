@@ -9,7 +9,7 @@ APP_NAME = "reflect-ml"
 
 
 def modal_available() -> bool:
-    """True when the modal package is importable (credentials are checked by reflect_core.engines)."""
+    """True when the modal package is importable (credentials are checked by reflect_core.base.engines)."""
     import importlib.util
 
     return importlib.util.find_spec("modal") is not None

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from reflect_core import history
-from reflect_core.data_io import csv_text, q_grid
-from reflect_core.figures import reflectivity_figure, sld_figure
-from reflect_core.film import FilmError, film_from_json, roughness_warnings
-from reflect_core.presets import PRESETS
-from reflect_core.simulate import PYREFLECT_DQ, CurveSettings, film_profile, film_reflectivity, graded_reflectivity
+from reflect_core.store import history
+from reflect_core.formats.curves import csv_text, q_grid
+from reflect_core.viz.figures import reflectivity_figure, sld_figure
+from reflect_core.physics.film import FilmError, film_from_json, roughness_warnings
+from reflect_core.physics.presets import PRESETS
+from reflect_core.physics.simulate import PYREFLECT_DQ, CurveSettings, film_profile, film_reflectivity, graded_reflectivity
 from ui import film_editor
 from ui.session import current_limits, current_user
 from ui.state import keep, seed

@@ -8,11 +8,12 @@ import datetime as dt
 import pandas as pd
 import streamlit as st
 
-from reflect_core import history, records
-from reflect_core.access import AccessError
-from reflect_core.bundles import BUNDLE_FIGURES, build_bundle, bundle_parts
-from reflect_core.film import film_from_dict
-from reflect_core.report import figures_for, overlay_losses, standalone_html
+from reflect_core.store import history
+from reflect_core.store import records
+from reflect_core.accounts.access import AccessError
+from reflect_core.store.bundles import BUNDLE_FIGURES, build_bundle, bundle_parts
+from reflect_core.physics.film import film_from_dict
+from reflect_core.viz.report import figures_for, overlay_losses, standalone_html
 from ui import film_editor
 from ui.history_import import render_import
 from ui.session import current_user, sees_everyone

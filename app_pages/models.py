@@ -9,13 +9,15 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from reflect_core import history, rate_limit, user_files
-from reflect_core.analysis import analyse, has_own_resolution, save_analysis
-from reflect_core.data_io import csv_text, read_curve
-from reflect_core.figures import reflectivity_figure, sld_figure
-from reflect_core.limits import LimitError, check_upload_size
-from reflect_core.predict import PredictError, predict
-from reflect_core.uploads import UploadError, validate_upload
+from reflect_core.store import history
+from reflect_core.accounts import rate_limit
+from reflect_core.store import user_files
+from reflect_core.analysis.measured import analyse, has_own_resolution, save_analysis
+from reflect_core.formats.curves import csv_text, read_curve
+from reflect_core.viz.figures import reflectivity_figure, sld_figure
+from reflect_core.accounts.limits import LimitError, check_upload_size
+from reflect_core.ml.predict import PredictError, predict
+from reflect_core.uploads.checks import UploadError, validate_upload
 from ui.session import current_limits, current_user, rate_limit_per_minute, sees_everyone
 
 user, limits = current_user(), current_limits()

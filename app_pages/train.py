@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import streamlit as st
 
-from reflect_core import history, jobs, rate_limit, user_files
-from reflect_core.data_io import CurveError, matching_grid, read_curve
-from reflect_core.limits import LimitError, check_spec
-from reflect_core.estimates import dataset_bytes, generation_seconds, model_size, training_seconds
-from reflect_core.film import FilmError
-from reflect_core.generate import DatasetError, dataset_from_dict
-from reflect_core.models import ARCHITECTURES, ModelError, settings_from_dict
-from reflect_core.pipeline import SpecError, validate_spec
-from reflect_core.simulate import PYREFLECT_DQ
-from reflect_core.training import OPTIMIZERS, TrainingError, train_settings_from_dict
+from reflect_core.store import history
+from reflect_core import jobs
+from reflect_core.accounts import rate_limit
+from reflect_core.store import user_files
+from reflect_core.formats.curves import CurveError, matching_grid, read_curve
+from reflect_core.accounts.limits import LimitError, check_spec
+from reflect_core.ml.estimates import dataset_bytes, generation_seconds, model_size, training_seconds
+from reflect_core.physics.film import FilmError
+from reflect_core.data.generate import DatasetError, dataset_from_dict
+from reflect_core.ml.settings import ARCHITECTURES, ModelError, settings_from_dict
+from reflect_core.ml.spec import SpecError, TrainSpec
+from reflect_core.physics.simulate import PYREFLECT_DQ
+from reflect_core.ml.settings import OPTIMIZERS, TrainingError, train_settings_from_dict
 from ui import film_editor
 from ui.bounds_editor import render_bounds_editor
 from ui.job_monitor import SELECTED, choose_run, render_monitor
@@ -209,7 +212,7 @@ training = {"epochs": int(epochs), "batch_size": int(batch), "lr": float(lr), "w
             "seed": int(train_seed), "patience": int(patience), "checkpoint_every": int(checkpoint_every)}
 spec = {"kind": "train", "dataset": dataset, "model": model, "training": training}
 try:
-    validate_spec(spec)
+    TrainSpec.parse(spec)
     n_train = int(n_curves * (1 - val_fraction - test_fraction))
     with st.spinner("Estimating…"):
         train_s, params, size = _training_estimate(model, training, n_train, nq, n_profile)

@@ -47,13 +47,13 @@ from refnx.reflect import reflectivity as refnx_reflectivity  # noqa: E402
 
 from bench_physics import DQ_PERCENT, median_ms, pyreflect_description  # noqa: E402
 from results_file import write_results  # noqa: E402
-from reflect_core.generate import (  # noqa: E402
+from reflect_core.data.generate import (  # noqa: E402
     dataset_from_dict, default_dataset_dict, generate, pair_consistency)
-from reflect_core.presets import DEFAULT_BOUNDS, DEFAULT_FILM  # noqa: E402
-from reflect_core.profile import microslab_stacks, sld_profile  # noqa: E402
-from reflect_core.reflectivity import reflectivity  # noqa: E402
-from reflect_core.refnx_bridge import to_refnx_slabs  # noqa: E402
-from reflect_core.simulate import PYREFLECT_DQ  # noqa: E402
+from reflect_core.physics.presets import DEFAULT_BOUNDS, DEFAULT_FILM  # noqa: E402
+from reflect_core.physics.profile import microslab_stacks, sld_profile  # noqa: E402
+from reflect_core.physics.reflectivity import reflectivity  # noqa: E402
+from reflect_core.physics.refnx_bridge import to_refnx_slabs  # noqa: E402
+from reflect_core.physics.simulate import PYREFLECT_DQ  # noqa: E402
 
 TARGET_VS_PYREFLECT = 10.0
 TARGET_VS_REFNX = 3.0
@@ -77,7 +77,7 @@ OURS_CHILD = """
 import json, resource, sys, tempfile, time
 from pathlib import Path
 sys.path.insert(0, {repo!r})
-from reflect_core.generate import dataset_from_dict, default_dataset_dict, generate
+from reflect_core.data.generate import dataset_from_dict, default_dataset_dict, generate
 
 def status_mb(key):
     with open("/proc/self/status") as f:

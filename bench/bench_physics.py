@@ -29,12 +29,12 @@ from refnx.reflect import reflectivity as refnx_reflectivity  # noqa: E402
 from refnx.reflect._creflect import abeles_vectorised  # noqa: E402
 
 from results_file import write_results  # noqa: E402
-from reflect_core.film import LAYER_FIELDS  # noqa: E402
-from reflect_core.presets import DEFAULT_BOUNDS, DEFAULT_FILM  # noqa: E402
-from reflect_core.profile import sld_profile  # noqa: E402
-from reflect_core.reflectivity import reflectivity  # noqa: E402
-from reflect_core.refnx_bridge import to_refnx_slabs  # noqa: E402
-from reflect_core.simulate import PYREFLECT_DQ, CurveSettings, film_profile, film_reflectivity  # noqa: E402
+from reflect_core.physics.film import LAYER_FIELDS  # noqa: E402
+from reflect_core.physics.presets import DEFAULT_BOUNDS, DEFAULT_FILM  # noqa: E402
+from reflect_core.physics.profile import sld_profile  # noqa: E402
+from reflect_core.physics.reflectivity import reflectivity  # noqa: E402
+from reflect_core.physics.refnx_bridge import to_refnx_slabs  # noqa: E402
+from reflect_core.physics.simulate import PYREFLECT_DQ, CurveSettings, film_profile, film_reflectivity  # noqa: E402
 
 Q = np.logspace(np.log10(0.0081), np.log10(0.1975), 308)  # pyreflect's grid
 DQ_PERCENT = 100 * PYREFLECT_DQ  # refnx takes dQ/Q FWHM in percent

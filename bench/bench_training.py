@@ -32,10 +32,11 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from results_file import write_results  # noqa: E402
-from reflect_core.generate import SLD_FILE  # noqa: E402
-from reflect_core.model_store import META, WEIGHTS  # noqa: E402
-from reflect_core.pipeline import run_job, validate_spec  # noqa: E402
-from reflect_core.training import split_indices  # noqa: E402
+from reflect_core.data.generate import SLD_FILE  # noqa: E402
+from reflect_core.ml.model_store import META, WEIGHTS  # noqa: E402
+from reflect_core.ml.pipeline import run_job  # noqa: E402
+from reflect_core.ml.spec import TrainSpec  # noqa: E402
+from reflect_core.ml.training import split_indices  # noqa: E402
 
 IMPORT_S = time.perf_counter() - t_import
 TARGET_MIN = 5.0
@@ -97,7 +98,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--keep", type=str, default=None, help="keep the run directory here")
     args = parser.parse_args(argv)
     raw_spec = json.loads(args.spec) if args.spec else DEFAULT_SPEC
-    spec = validate_spec(raw_spec)
+    spec = TrainSpec.parse(raw_spec)
     shown = spec.to_dict()
     shown["dataset"] = {k: v for k, v in shown["dataset"].items() if k != "prior"}
     print(f"spec: {json.dumps(raw_spec)} -> validated (prior: default 8-layer film, 19 bounds):")
@@ -111,7 +112,7 @@ def main(argv=None) -> dict:
         run_dir = Path(args.keep) if args.keep else Path(tmp) / "run"
         t0 = time.perf_counter()
         reporter = StampingReporter(t0)
-        summary = run_job(raw_spec, run_dir, reporter)
+        summary = run_job(spec, run_dir, reporter)
         total_s = time.perf_counter() - t0
         meta = json.loads((run_dir / "model" / META).read_text())
         weights_bytes = (run_dir / "model" / WEIGHTS).stat().st_size

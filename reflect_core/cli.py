@@ -12,23 +12,23 @@ from pathlib import Path
 
 import numpy as np
 
-from .arrays import load_npy, load_training_arrays
-from .auth_config import hash_password
-from .data_io import CurveError, csv_text, q_grid, read_curve
-from .film import FilmError, load_film
-from .generate import NR_FILE, SLD_FILE, dataset_from_dict, generate
-from .job_protocol import PrintReporter
-from .model_store import ModelLoadError
-from .pipeline import train_on_arrays, validate_spec
-from .predict import predict
-from .storage import read_bounded
-from .training import CHECKPOINT
-from .profile import DEFAULT_PROFILE_POINTS
-from .reflectivity import QError
-from .simulate import PYREFLECT_DQ, CurveSettings, film_profile, film_reflectivity
+from reflect_core.base.errors import ReflectError
+from reflect_core.formats.arrays import load_npy, load_training_arrays
+from reflect_core.accounts.auth_config import hash_password
+from reflect_core.formats.curves import csv_text, q_grid, read_curve
+from reflect_core.physics.film import FilmError, load_film
+from reflect_core.data.generate import NR_FILE, SLD_FILE, dataset_from_dict, generate
+from reflect_core.base.job_protocol import PrintReporter
+from reflect_core.ml.pipeline import train_on_arrays
+from reflect_core.ml.spec import TrainSpec
+from reflect_core.ml.predict import predict
+from reflect_core.base.storage import read_bounded
+from reflect_core.ml.training import CHECKPOINT
+from reflect_core.physics.profile import DEFAULT_PROFILE_POINTS
+from reflect_core.physics.simulate import PYREFLECT_DQ, CurveSettings, film_profile, film_reflectivity
 
 
-class CliError(Exception):
+class CliError(ReflectError):
     """A user error: printed as one line, exit status 2."""
 
 
@@ -88,7 +88,7 @@ def cmd_generate(args) -> None:
 
 
 def cmd_train(args) -> None:
-    spec = validate_spec(_json_file(args.config))
+    spec = TrainSpec.parse(_json_file(args.config))
     out = Path(args.out)
     data_dir = Path(args.data) if args.data else generate(spec.dataset, out / "data", PrintReporter())
     nr, sld = load_training_arrays(data_dir / NR_FILE, data_dir / SLD_FILE)
@@ -103,8 +103,8 @@ def cmd_predict(args) -> None:
 
 def cmd_analyse(args) -> None:
     """Predict the profile of a measured curve and say how well it explains the data."""
-    from .analysis import analyse
-    from .model_store import META
+    from reflect_core.analysis.measured import analyse
+    from reflect_core.ml.model_store import META
 
     curve = read_curve(args.curve).sorted()
     if curve.r is None:
@@ -123,9 +123,9 @@ def cmd_analyse(args) -> None:
 
 def cmd_import_pyreflect(args) -> None:
     """Server-side import of pyreflect CNN weights (~620 MB: over the browser upload limits)."""
-    from .access import User
-    from .uploads import MAX_WEIGHTS_BYTES, validate_upload
-    from .user_files import add_pyreflect_model
+    from reflect_core.accounts.access import User
+    from reflect_core.uploads.checks import MAX_WEIGHTS_BYTES, validate_upload
+    from reflect_core.store.user_files import add_pyreflect_model
 
     def read(path: str, limit: int) -> bytes:
         try:
@@ -237,7 +237,11 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         args.run(args)
-    except (CliError, CurveError, FilmError, QError, ModelLoadError, ValueError) as exc:
+    except (ReflectError, ValueError) as exc:  # every user error of the library, and a bad number
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a file the library did not word itself (unwritable folder, full disk)
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"error: cannot use{where}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     return 0

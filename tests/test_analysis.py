@@ -1,4 +1,4 @@
-"""Analyses of measured curves (reflect_core.analysis): the recomputed curve at the data's
+"""Analyses of measured curves (reflect_core.analysis.measured): the recomputed curve at the data's
 own Q and resolution, its agreement with the data, and the "analysis" history record
 saved from the Models page (files, owner, bundle round trip, the History page view)."""
 
@@ -11,18 +11,19 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from conftest import ROOT
-from reflect_core import history, user_files
-from reflect_core.access import LOCAL_USER, AccessError, User
-from reflect_core.analysis import (PROFILE_FILE, RESULTS, agreement, analyse, load_saved, save_analysis,
+from reflect_core.store import history
+from reflect_core.store import user_files
+from reflect_core.accounts.access import LOCAL_USER, AccessError, User
+from reflect_core.analysis.measured import (PROFILE_FILE, RESULTS, agreement, analyse, load_saved, save_analysis,
                                    scale_and_background)
-from reflect_core.bundles import build_bundle, bundle_parts
-from reflect_core.data_io import Curve, csv_text, parse_curve, read_curve
-from reflect_core.importer import import_bundle
-from reflect_core.presets import DEFAULT_FILM, PRESETS
-from reflect_core.records import record_dir
-from reflect_core.reflectivity import reflectivity
-from reflect_core.report import figures_for
-from reflect_core.simulate import film_profile
+from reflect_core.store.bundles import build_bundle, bundle_parts
+from reflect_core.formats.curves import Curve, csv_text, parse_curve, read_curve
+from reflect_core.store.importer import import_bundle
+from reflect_core.physics.presets import DEFAULT_FILM, PRESETS
+from reflect_core.store.records import record_dir
+from reflect_core.physics.reflectivity import reflectivity
+from reflect_core.viz.report import figures_for
+from reflect_core.physics.simulate import film_profile
 from test_history_app import trained_record
 
 FILM = PRESETS["Si / SiO2 / polymer (dPS) / air"]  # roughness ≤ 5 Å, well under 20 Å and a third of d

@@ -194,9 +194,10 @@ def test_log_in_open_a_run_and_download_its_bundle(browser, tmp_path, monkeypatc
 
     import yaml
 
-    from reflect_core import history, jobs
-    from reflect_core.access import User
-    from reflect_core.auth_config import hash_password
+    from reflect_core.store import history
+    from reflect_core import jobs
+    from reflect_core.accounts.access import User
+    from reflect_core.accounts.auth_config import hash_password
 
     data = tmp_path / "data"
     monkeypatch.setenv("REFLECT_DATA_DIR", str(data))

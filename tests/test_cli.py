@@ -10,8 +10,8 @@ import pytest
 
 from conftest import ROOT
 from reflect_core.cli import main
-from reflect_core.presets import DEFAULT_FILM
-from reflect_core.simulate import CurveSettings, film_reflectivity
+from reflect_core.physics.presets import DEFAULT_FILM
+from reflect_core.physics.simulate import CurveSettings, film_reflectivity
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from reflect_core.data_io import CurveError, csv_text, matching_grid, parse_curve, q_grid, read_curve
+from reflect_core.formats.curves import CurveError, csv_text, matching_grid, parse_curve, q_grid, read_curve
 
 
 def test_reads_liquids_reflectometer_file(shared_data_path):

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from reflect_core.generate import (DatasetError, dataset_from_dict, default_dataset_dict, generate,
+from reflect_core.data.generate import (DatasetError, dataset_from_dict, default_dataset_dict, generate,
                                    pair_consistency)
-from reflect_core.job_protocol import Paused
+from reflect_core.base.job_protocol import Paused
 
 SIMPLE = {
     "film": {"layers": [{"name": "Si", "sld": 2.07, "roughness": 3},
@@ -111,7 +111,7 @@ def test_pairs_consistency_default_and_exact():
 
 MEMORY_SCRIPT = """
 import json, resource, sys, tempfile
-from reflect_core.generate import dataset_from_dict, default_dataset_dict, generate
+from reflect_core.data.generate import dataset_from_dict, default_dataset_dict, generate
 out = tempfile.mkdtemp(dir=sys.argv[1])
 generate(dataset_from_dict({**default_dataset_dict(), "n": 600}), out + "/warm")  # compile and cache
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -1,4 +1,4 @@
-"""reflect_core.history and reflect_core.access: a real TinyDB file in tmp_path,
+"""reflect_core.store.history and reflect_core.accounts.access: a real TinyDB file in tmp_path,
 real processes for the concurrency and crash tests."""
 
 import json
@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from reflect_core import history
-from reflect_core.access import LOCAL_USER, AccessError, User, check_owner, validate_username
-from reflect_core.history import HistoryError, RecordNotFound
+from reflect_core.store import history
+from reflect_core.accounts.access import LOCAL_USER, AccessError, User, check_owner, validate_username
+from reflect_core.store.history import HistoryError, RecordNotFound
 
 ALICE = User("alice")
 BOB = User("bob")

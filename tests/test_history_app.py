@@ -10,18 +10,19 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from conftest import ROOT
-from reflect_core import history
-from reflect_core.access import LOCAL_USER, AccessError, User
-from reflect_core.bundles import build_bundle, bundle_parts
-from reflect_core.generate import generate
-from reflect_core.importer import import_bundle, import_json
-from reflect_core.job_protocol import PrintReporter
-from reflect_core.model_store import load_model
-from reflect_core.pipeline import train_on_arrays, validate_spec
-from reflect_core.presets import DEFAULT_FILM
-from reflect_core.records import record_dir
-from reflect_core.storage import data_dir
-from reflect_core.uploads import UploadError
+from reflect_core.store import history
+from reflect_core.accounts.access import LOCAL_USER, AccessError, User
+from reflect_core.store.bundles import build_bundle, bundle_parts
+from reflect_core.data.generate import generate
+from reflect_core.store.importer import import_bundle, import_json
+from reflect_core.base.job_protocol import PrintReporter
+from reflect_core.ml.model_store import load_model
+from reflect_core.ml.pipeline import train_on_arrays
+from reflect_core.ml.spec import TrainSpec
+from reflect_core.physics.presets import DEFAULT_FILM
+from reflect_core.store.records import record_dir
+from reflect_core.base.storage import data_dir
+from reflect_core.uploads.checks import UploadError
 from test_generate import SIMPLE
 
 APP = str(ROOT / "app.py")
@@ -34,7 +35,7 @@ class Quiet(PrintReporter):
 
 def trained_record(name: str, epochs: int) -> dict:
     """A completed training record with a real (tiny) model, as a finished job leaves it."""
-    spec = validate_spec({"dataset": {**SIMPLE, "n": 200, "seed": 4}, "model": {"layers": 1, "channels": 4,
+    spec = TrainSpec.parse({"dataset": {**SIMPLE, "n": 200, "seed": 4}, "model": {"layers": 1, "channels": 4,
                                                                                "hidden": 16},
                           "training": {"epochs": epochs, "batch_size": 32}})
     folder = f"runs/{name}"

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from reflect_core import jobs
-from reflect_core.storage import StorageError, atomic_write_json, read_json
-from reflect_core.worker import LOG_TAIL_LINES, FileControl, FileReporter
+from reflect_core.base.storage import StorageError, atomic_write_json, read_json
+from reflect_core.jobs.worker import LOG_TAIL_LINES, FileControl, FileReporter
 
 ROOT = Path(__file__).resolve().parents[1]
 

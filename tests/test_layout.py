@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 from conftest import ROOT
-from reflect_core import engines
+from reflect_core.base import engines
 
 
 def test_layout_exists_and_modal_app_imports():
@@ -18,7 +18,7 @@ def test_layout_exists_and_modal_app_imports():
 
 
 def test_library_never_imports_streamlit():
-    code = "import sys, reflect_core.cli, reflect_core.jobs, reflect_core.history, reflect_core.uploads; " \
+    code = "import sys, reflect_core.cli, reflect_core.jobs.runs, reflect_core.store.history, reflect_core.uploads.checks; " \
            "print('streamlit' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert out.stdout.strip() == "False", out.stderr

@@ -2,9 +2,10 @@
 
 import pytest
 
-from reflect_core import jobs, rate_limit
-from reflect_core.access import AccessError, User
-from reflect_core.limits import LOCAL, SHARED, LimitError, check_spec, check_upload_size, limits_for, spec_violations
+from reflect_core import jobs
+from reflect_core.accounts import rate_limit
+from reflect_core.accounts.access import AccessError, User
+from reflect_core.accounts.limits import LOCAL, SHARED, LimitError, check_spec, check_upload_size, limits_for, spec_violations
 
 ALICE, BOB, ADMIN = User("alice"), User("bob"), User("root", "admin")
 

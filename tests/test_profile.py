@@ -3,11 +3,11 @@
 import numpy as np
 
 from conftest import DEFAULT_Q
-from reflect_core.film import Film, Layer
-from reflect_core.presets import DEFAULT_FILM
-from reflect_core.profile import film_microslabs, microslab_stacks, profile_reflectivity, sld_profile
-from reflect_core.reflectivity import reflectivity
-from reflect_core.simulate import film_profile
+from reflect_core.physics.film import Film, Layer
+from reflect_core.physics.presets import DEFAULT_FILM
+from reflect_core.physics.profile import film_microslabs, microslab_stacks, profile_reflectivity, sld_profile
+from reflect_core.physics.reflectivity import reflectivity
+from reflect_core.physics.simulate import film_profile
 
 
 def constrained_films(rng, n_films, n_layers, sld_range):

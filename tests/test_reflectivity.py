@@ -5,11 +5,11 @@ import pytest
 from refnx.reflect import _creflect
 
 from conftest import DEFAULT_Q, random_stacks
-from reflect_core.film import Film, Layer
-from reflect_core.kernel import parratt
-from reflect_core.presets import PRESETS
-from reflect_core.reflectivity import QError, reflectivity
-from reflect_core.refnx_bridge import to_refnx_slabs
+from reflect_core.physics.film import Film, Layer
+from reflect_core.physics.kernel import parratt
+from reflect_core.physics.presets import PRESETS
+from reflect_core.physics.reflectivity import QError, reflectivity
+from reflect_core.physics.refnx_bridge import to_refnx_slabs
 
 
 def test_matches_refnx_abeles_on_600_random_films():

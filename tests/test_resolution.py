@@ -5,9 +5,9 @@ import pytest
 from refnx.reflect import _creflect
 
 from conftest import DEFAULT_Q, random_stacks
-from reflect_core.reflectivity import reflectivity
-from reflect_core.refnx_bridge import to_refnx_slabs
-from reflect_core.resolution import FWHM_TO_SIGMA, critical_edge, resolution_fwhm, smearing_plan
+from reflect_core.physics.reflectivity import reflectivity
+from reflect_core.physics.refnx_bridge import to_refnx_slabs
+from reflect_core.physics.resolution import FWHM_TO_SIGMA, critical_edge, resolution_fwhm, smearing_plan
 
 BRUTE_POINTS = 2001  # over ±6σ: a step of σ/167
 

@@ -6,13 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from reflect_core.generate import dataset_from_dict, generate
-from reflect_core.job_protocol import NeverInterrupt, Paused, PrintReporter
-from reflect_core.model_store import ModelLoadError, load_model
-from reflect_core.models import ModelError, ModelSettings, settings_from_dict
-from reflect_core.pipeline import SpecError, train_on_arrays, validate_spec
-from reflect_core.predict import PredictError, predict
-from reflect_core.training import Trainer, TrainingError, TrainSettings, split_indices, train_settings_from_dict
+from reflect_core.data.generate import dataset_from_dict, generate
+from reflect_core.base.job_protocol import NeverInterrupt, Paused, PrintReporter
+from reflect_core.ml.model_store import ModelLoadError, load_model
+from reflect_core.ml.settings import ModelError, ModelSettings, settings_from_dict
+from reflect_core.ml.pipeline import train_on_arrays
+from reflect_core.ml.spec import SpecError, TrainSpec
+from reflect_core.ml.predict import PredictError, predict
+from reflect_core.ml.training import Trainer, split_indices
+from reflect_core.ml.settings import TrainSettings, TrainingError, train_settings_from_dict
 from test_generate import SIMPLE
 
 SMALL_MODEL = ModelSettings(layers=2, channels=8, hidden=64, dropout=0.1)
@@ -42,7 +44,7 @@ def test_split_is_disjoint_seeded_and_test_is_held_out(arrays):
 
 
 def spec_for(epochs, **training):
-    return validate_spec({"dataset": {**SIMPLE, "n": 800, "seed": 1}, "model": SMALL_MODEL.to_dict(),
+    return TrainSpec.parse({"dataset": {**SIMPLE, "n": 800, "seed": 1}, "model": SMALL_MODEL.to_dict(),
                           "training": {"epochs": epochs, "batch_size": 32, "patience": 0, "lr": 3e-3, **training}})
 
 
@@ -132,7 +134,7 @@ def test_weights_are_never_unpickled(arrays, tmp_path):
     (lambda: train_settings_from_dict({"val_fraction": "a tenth"}), "training.val_fraction"),
     (lambda: settings_from_dict({"dropout": "some"}), "model.dropout"),
     (lambda: settings_from_dict({"depth": 3}), "unknown settings"),
-    (lambda: validate_spec({"kind": "fit"}), "kind"),
+    (lambda: TrainSpec.parse({"kind": "fit"}), "kind"),
 ])
 def test_bad_settings_name_the_field(make, message):
     with pytest.raises((ModelError, TrainingError, SpecError), match=message):

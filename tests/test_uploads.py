@@ -16,12 +16,13 @@ import torch
 from numpy.lib import format as npy_format
 
 from reflect_core import uploads
-from reflect_core.data_io import Curve
-from reflect_core.film import Film, Layer
-from reflect_core.model_store import load_model
-from reflect_core.models import build_model, settings_from_dict
-from reflect_core.preprocess import Normalizer
-from reflect_core.uploads import (UploadError, import_pyreflect_model, safe_filename, save_accepted,
+from reflect_core.formats.curves import Curve
+from reflect_core.physics.film import Film, Layer
+from reflect_core.ml.model_store import load_model
+from reflect_core.ml.models import build_model
+from reflect_core.ml.settings import settings_from_dict
+from reflect_core.ml.preprocess import Normalizer
+from reflect_core.uploads.checks import (UploadError, import_pyreflect_model, safe_filename, save_accepted,
                                   unpack_model_zip, validate_upload)
 
 LIMIT = 50_000_000

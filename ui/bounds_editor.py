@@ -5,9 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from reflect_core.film import FIELD_UNITS, Film
-from reflect_core.presets import DEFAULT_BOUNDS, DEFAULT_FILM
-from reflect_core.prior import Bound, free_parameters, suggest_bounds
+from reflect_core.physics.film import FIELD_UNITS, Film
+from reflect_core.physics.presets import DEFAULT_BOUNDS, DEFAULT_FILM
+from reflect_core.data.prior import Bound, free_parameters, suggest_bounds
 
 TABLE = "train_bounds_table"
 TABLE_FILM = "train_bounds_film"

@@ -11,8 +11,8 @@ import itertools
 
 import streamlit as st
 
-from reflect_core.film import FIELD_UNITS, LAYER_FIELDS, Film, FilmError, check_layer, layer_from_mapping
-from reflect_core.presets import DEFAULT_FILM
+from reflect_core.physics.film import FIELD_UNITS, LAYER_FIELDS, Film, FilmError, check_layer, layer_from_mapping
+from reflect_core.physics.presets import DEFAULT_FILM
 
 ROWS = "film_rows"
 BEAM = "film_beam"

@@ -10,9 +10,10 @@ import time
 
 import streamlit as st
 
-from reflect_core import jobs, records
-from reflect_core.access import AccessError, User
-from reflect_core.figures import loss_figure
+from reflect_core import jobs
+from reflect_core.store import records
+from reflect_core.accounts.access import AccessError, User
+from reflect_core.viz.figures import loss_figure
 
 POLL_SECONDS = 2.0
 SELECTED = "train_selected_run"

@@ -10,13 +10,13 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from reflect_core import storage
-from reflect_core.bundles import directory_size, zip_directory
-from reflect_core.data_io import Curve
-from reflect_core.evaluation import recomputed_nr
-from reflect_core.figures import loss_figure, parity_figure, profile_comparison_figure, reflectivity_figure
-from reflect_core.generate import NR_FILE, SLD_FILE
-from reflect_core.predict import predict
+from reflect_core.base import storage
+from reflect_core.store.bundles import directory_size, zip_directory
+from reflect_core.formats.curves import Curve
+from reflect_core.ml.evaluation import recomputed_nr
+from reflect_core.viz.figures import loss_figure, parity_figure, profile_comparison_figure, reflectivity_figure
+from reflect_core.data.generate import NR_FILE, SLD_FILE
+from reflect_core.ml.predict import predict
 
 PARITY_CURVES = 300
 

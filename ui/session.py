@@ -10,9 +10,9 @@ import copy
 
 import streamlit as st
 
-from reflect_core.access import LOCAL_USER, User
-from reflect_core.auth_config import AuthConfigError, load_auth_config, roles_of, save_auth_config
-from reflect_core.limits import Limits, limits_for
+from reflect_core.accounts.access import LOCAL_USER, User
+from reflect_core.accounts.auth_config import AuthConfigError, load_auth_config, roles_of, save_auth_config
+from reflect_core.accounts.limits import Limits, limits_for
 
 from .config import app_config
 

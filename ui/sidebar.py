@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from reflect_core.engines import engine_statuses
+from reflect_core.base.engines import engine_statuses
 
 from .config import app_config
 

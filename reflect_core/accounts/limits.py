@@ -1,0 +1,85 @@
+"""Resource limits: a generous local profile (single user on their own machine) and a
+tighter shared profile (a deployment with logins). The UI clamps its controls to
+these numbers and the server re-checks every request, listing every violation."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from reflect_core.base import errors
+
+MB = 1_000_000
+
+
+@dataclass(frozen=True)
+class Limits:
+    profile: str
+    curves: int
+    film_layers: int
+    batch_size: int
+    epochs: int
+    cnn_layers: int
+    dropout: float
+    latent_dim: int
+    ae_mlp_epochs: int
+    concurrent_jobs: int
+    upload_bytes: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+LOCAL = Limits("local", curves=100_000, film_layers=20, batch_size=512, epochs=1000, cnn_layers=20, dropout=0.9,
+               latent_dim=128, ae_mlp_epochs=500, concurrent_jobs=2, upload_bytes=200 * MB)
+SHARED = Limits("shared", curves=5_000, film_layers=10, batch_size=64, epochs=50, cnn_layers=12, dropout=0.5,
+                latent_dim=32, ae_mlp_epochs=100, concurrent_jobs=1, upload_bytes=50 * MB)
+
+LABELS = {"curves": "curves", "film_layers": "film layers", "batch_size": "batch size", "epochs": "epochs",
+          "cnn_layers": "CNN layers", "dropout": "dropout", "concurrent_jobs": "concurrent jobs per user",
+          "upload_bytes": "upload size (bytes)"}
+
+
+class LimitError(errors.LimitError):
+    """A request over one or more limits; the message lists every one."""
+
+    def __init__(self, violations: list[str], limits: Limits):
+        super().__init__(f"over the {limits.profile} limits: " + "; ".join(violations))
+        self.violations = violations
+
+
+def limits_for(user_name: str, role: str, login_enabled: bool, allowlist=()) -> Limits:
+    """Single-user mode, admins and allow-listed users get the local profile."""
+    if not login_enabled or role == "admin" or user_name in set(allowlist):
+        return LOCAL
+    return SHARED
+
+
+def spec_violations(spec: dict, limits: Limits, running_jobs: int = 0) -> list[str]:
+    """Every limit a training job spec breaks (an empty list when it fits)."""
+    dataset, model, training = (spec.get(k) or {} for k in ("dataset", "model", "training"))
+    film = ((dataset.get("prior") or {}).get("film") or dataset.get("film") or {})
+    checks = [
+        ("curves", dataset.get("n", 0)),
+        ("film_layers", len(film.get("layers", []))),
+        ("batch_size", training.get("batch_size", 0)),
+        ("epochs", training.get("epochs", 0)),
+        ("cnn_layers", model.get("layers", 0)),
+        ("dropout", model.get("dropout", 0.0)),
+    ]
+    found = [f"{LABELS[name]} {value:,} > {getattr(limits, name):,}" for name, value in checks
+             if isinstance(value, (int, float)) and value > getattr(limits, name)]
+    if running_jobs >= limits.concurrent_jobs:
+        found.append(f"{LABELS['concurrent_jobs']}: {running_jobs} already active, limit {limits.concurrent_jobs}")
+    return found
+
+
+def check_spec(spec: dict, limits: Limits, running_jobs: int = 0) -> None:
+    found = spec_violations(spec, limits, running_jobs)
+    if found:
+        raise LimitError(found, limits)
+
+
+def check_upload_size(size: int, limits: Limits, filename: str) -> None:
+    if size > limits.upload_bytes:
+        raise LimitError([f"{filename}: {size / MB:,.1f} MB > {limits.upload_bytes / MB:,.0f} MB upload limit"],
+                         limits)

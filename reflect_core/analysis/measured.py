@@ -1,0 +1,129 @@
+"""Analyses of measured curves: a model's predicted profile, the reflectivity it
+implies at the data's own Q points and resolution, how well that matches the data,
+and saving all of it as an "analysis" history record."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from reflect_core.store import history
+from reflect_core.accounts.access import User, validate_username
+from reflect_core.store.bundles import FOLDER_PARTS
+from reflect_core.formats.curves import Curve, csv_text, parse_curve
+from reflect_core.ml.evaluation import LOG_FLOOR, recomputed_nr
+from reflect_core.base.storage import atomic_write_bytes, data_dir
+
+RESULTS = FOLDER_PARTS[2]  # the record's folder part that holds the measured curve and the CSVs
+PROFILE_FILE, RECOMPUTED_FILE = "profile.csv", "recomputed.csv"
+MEASURED_STEM = "measured"
+
+
+@dataclass(frozen=True)
+class Analysis:
+    z: np.ndarray  # Å
+    sld: np.ndarray  # 10⁻⁶ Å⁻²
+    q: np.ndarray  # the data's Q, Å⁻¹
+    r: np.ndarray  # R recomputed from the profile at q
+    agreement: dict
+
+
+def has_own_resolution(curve: Curve) -> bool:
+    """True when the file gives a usable per-point dQ (the instrument's resolution)."""
+    return curve.dq is not None and bool(np.all(curve.dq > 0))
+
+
+def recompute_at_data(z: np.ndarray, sld: np.ndarray, curve: Curve, model_dq: float, beam_from: str) -> np.ndarray:
+    """R of a profile at the data's Q points, smeared with the data's own dQ column
+    when it has one, else with the model's dQ/Q."""
+    own_dq = curve.dq if has_own_resolution(curve) else None
+    return recomputed_nr(z, np.asarray(sld)[None], curve.q, model_dq, beam_from, dq_abs=own_dq)[0]
+
+
+def scale_and_background(r: np.ndarray, r_calc: np.ndarray, dr: np.ndarray) -> tuple[float, float] | None:
+    """Weighted least squares of r ≈ scale·r_calc + background (weights 1/dR²), with
+    background ≥ 0 (refitted as scale alone when the free fit goes negative); None
+    when no positive scale fits. Both are linear, so this is exact, not iterative."""
+    w = 1.0 / dr**2
+    sw, sc, sr = w.sum(), (w * r_calc).sum(), (w * r).sum()
+    scc, scr = (w * r_calc**2).sum(), (w * r_calc * r).sum()
+    det = sw * scc - sc**2
+    scale, background = ((sw * scr - sc * sr) / det, (scc * sr - sc * scr) / det) if det > 0 else (0.0, -1.0)
+    if background < 0:
+        scale, background = scr / scc, 0.0
+    return (float(scale), float(background)) if scale > 0 else None
+
+
+def agreement(curve: Curve, r_calc: np.ndarray) -> dict:
+    """How far the recomputed curve is from the data.
+
+    Median |Δlog10 R| over points with R > 0 (both floored at 1e-10, as the test
+    metrics are), and, when the data has uncertainties, the reduced χ² over points
+    with dR > 0: once as computed (a value far above 1 says the profile does not
+    explain the data, whatever the network's test score), and once with the best
+    scale and background, as refnx and refl1d fit them (the networks never see
+    either, so a normalisation error or a flat background alone should not count).
+    """
+    r = np.asarray(curve.r, dtype=float)
+    positive = r > 0
+    decades = np.abs(np.log10(np.clip(r_calc[positive], LOG_FLOOR, None)) - np.log10(np.clip(r[positive], LOG_FLOOR, None)))
+    out = {"points": int(r.size), "points_positive": int(positive.sum()),
+           "median_decades": float(np.median(decades)) if decades.size else None, "chi2_reduced": None,
+           "scale": None, "background": None, "chi2_reduced_scaled": None}
+    if curve.dr is not None:
+        used = curve.dr > 0
+        r, r_calc, dr = r[used], r_calc[used], curve.dr[used]
+        if r.size:
+            out["chi2_reduced"] = float(np.mean(((r - r_calc) / dr) ** 2))
+        fitted = scale_and_background(r, r_calc, dr) if r.size > 2 else None
+        if fitted is not None:
+            scale, background = fitted
+            out.update(scale=scale, background=background,
+                       chi2_reduced_scaled=float(np.sum(((r - scale * r_calc - background) / dr) ** 2) / (r.size - 2)))
+    return out
+
+
+def analyse(z: np.ndarray, sld: np.ndarray, curve: Curve, model_dq: float, beam_from: str = "ambient") -> Analysis:
+    curve = curve.sorted()
+    if curve.r is None:
+        raise ValueError("this curve holds only Q values: an analysis needs R")
+    r_calc = recompute_at_data(z, sld, curve, model_dq, beam_from)
+    return Analysis(np.asarray(z, float), np.asarray(sld, float), curve.q, r_calc, agreement(curve, r_calc))
+
+
+def save_analysis(user: User, name: str, analysis: Analysis, measured_name: str, measured: bytes,
+                  model_record: dict) -> dict:
+    """Keep the measured curve, the predicted profile and the recomputed curve, and
+    add an "analysis" record pointing at them (deleting the record deletes them)."""
+    relative = f"history/analyses/{validate_username(user.name)}/{secrets.token_hex(6)}"
+    folder = data_dir() / relative / RESULTS
+    folder.mkdir(parents=True)
+    suffix = Path(measured_name).suffix.lower() or ".txt"
+    atomic_write_bytes(folder / f"{MEASURED_STEM}{suffix}", measured)
+    atomic_write_bytes(folder / PROFILE_FILE,
+                       csv_text(["z (Å)", "SLD (1e-6 Å^-2)"], [analysis.z, analysis.sld]).encode())
+    atomic_write_bytes(folder / RECOMPUTED_FILE,
+                       csv_text(["Q (Å^-1)", "R recomputed"], [analysis.q, analysis.r]).encode())
+    params = {"model_record": model_record["id"], "model_name": model_record["name"], "curve": measured_name}
+    return history.add(user, "analysis", name, params, {"agreement": analysis.agreement}, files=relative)
+
+
+def load_saved(files_dir: Path) -> tuple[Curve, Analysis] | None:
+    """The measured curve and the analysis kept in a record's folder, or None when the
+    folder is missing or its files do not parse (an edited or partial import)."""
+    folder = Path(files_dir) / RESULTS
+    measured = sorted(folder.glob(f"{MEASURED_STEM}.*"))
+    try:
+        curve = parse_curve(measured[0].read_bytes(), measured[0].name).sorted()
+        profile = np.loadtxt(folder / PROFILE_FILE, delimiter=",", skiprows=1, ndmin=2)
+        recomputed = np.loadtxt(folder / RECOMPUTED_FILE, delimiter=",", skiprows=1, ndmin=2)
+    except (IndexError, OSError, ValueError):
+        return None
+    if (profile.shape[1] != 2 or recomputed.shape != (curve.q.size, 2) or curve.r is None
+            or not np.allclose(recomputed[:, 0], curve.q, rtol=1e-8)):
+        return None
+    return curve, Analysis(profile[:, 0], profile[:, 1], recomputed[:, 0], recomputed[:, 1],
+                           agreement(curve, recomputed[:, 1]))

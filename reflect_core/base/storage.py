@@ -1,0 +1,76 @@
+"""Files on disk for the embedded default (DESIGN.md, Storage).
+
+Every write goes to a temporary file in the same directory, is fsynced and then
+renamed over the target, so a reader in another process sees the old file or
+the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from reflect_core.base.errors import ReflectError
+
+
+class StorageError(ReflectError):
+    """A file that cannot be written or read; the message names the file and the reason."""
+
+
+def data_dir() -> Path:
+    """The data directory: env ``REFLECT_DATA_DIR`` or ``./data``, created on demand."""
+    path = Path(os.environ.get("REFLECT_DATA_DIR") or "./data")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(f"cannot create data directory {path}: {exc.strerror}") from exc
+    return path
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    path = Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise StorageError(f"cannot write {path}: {exc.strerror}") from exc
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise StorageError(f"cannot write {path}: {exc.strerror}") from exc
+        raise
+
+
+def atomic_write_json(path: str | os.PathLike, obj) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=1) + "\n").encode("utf-8"))
+
+
+def read_json(path: str | os.PathLike, default=None):
+    """The parsed file, or ``default`` when it does not exist; corrupt JSON is an error."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return default
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise StorageError(f"cannot read {path}: {reason}") from exc
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise StorageError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from exc
+
+
+def read_bounded(path, limit: int) -> bytes:
+    """At most ``limit + 1`` bytes of a file: enough for the caller to say it is too big
+    without reading a huge file into memory. OSError propagates for the caller to word."""
+    with open(path, "rb") as handle:
+        return handle.read(limit + 1)

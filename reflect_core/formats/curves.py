@@ -1,0 +1,126 @@
+"""Reading measured curves and Q lists from text files.
+
+Format (DESIGN.md): ``#`` comments, whitespace- or comma-separated columns, and at
+most one line of column names before the data (the CSVs this app writes have one);
+1 column = Q; 2–3 = Q, R[, dR]; 4 = Q, R, dR, dQ (FWHM, Å⁻¹). Q in Å⁻¹.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+
+from reflect_core.base.storage import read_bounded
+from reflect_core.base.errors import InvalidInput
+
+MAX_CURVE_BYTES = 20_000_000
+
+
+class CurveError(InvalidInput):
+    """A curve file that cannot be used; the message names the file and the reason."""
+
+
+@dataclass(frozen=True)
+class Curve:
+    q: np.ndarray
+    r: np.ndarray | None = None
+    dr: np.ndarray | None = None
+    dq: np.ndarray | None = None  # FWHM, Å⁻¹
+
+    def sorted(self) -> "Curve":
+        order = np.argsort(self.q, kind="stable")
+        pick = lambda a: None if a is None else a[order]  # noqa: E731
+        return Curve(self.q[order], pick(self.r), pick(self.dr), pick(self.dq))
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def parse_curve(raw: bytes | str, name: str = "curve") -> Curve:
+    if len(raw) > MAX_CURVE_BYTES:
+        raise CurveError(f"{name}: {len(raw):,} bytes is over the {MAX_CURVE_BYTES:,}-byte limit")
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise CurveError(f"{name}: not a text file (it is not UTF-8)") from None
+    rows, header_seen = [], False
+    for number, line in enumerate(io.StringIO(raw), start=1):
+        text = line.split("#", 1)[0].strip()
+        if not text:
+            continue
+        fields = text.replace(",", " ").split()
+        try:
+            rows.append([float(f) for f in fields])
+        except ValueError:
+            if not rows and not header_seen and not any(_is_number(f) for f in fields):
+                header_seen = True  # one column-name line, as spreadsheets and our own CSVs write
+                continue
+            raise CurveError(f"{name}, line {number}: not numbers: {text[:60]!r}") from None
+        if len(rows[-1]) != len(rows[0]):
+            raise CurveError(
+                f"{name}, line {number}: {len(rows[-1])} columns, but the first data line has {len(rows[0])}"
+            )
+    if not rows:
+        raise CurveError(f"{name}: no data lines")
+    data = np.array(rows)
+    n_cols = data.shape[1]
+    if n_cols > 4:
+        raise CurveError(f"{name}: {n_cols} columns; expected 1 to 4 (Q, R, dR, dQ)")
+    if not np.all(np.isfinite(data)):
+        bad = int(np.argmax(~np.all(np.isfinite(data), axis=1)))
+        raise CurveError(f"{name}: non-finite value (NaN or inf) in data row {bad + 1}")
+    q = data[:, 0]
+    if np.any(q <= 0):
+        raise CurveError(f"{name}: Q must be > 0 Å⁻¹; {int(np.sum(q <= 0))} rows have Q ≤ 0")
+    if n_cols == 4 and np.any(data[:, 3] < 0):
+        raise CurveError(f"{name}: dQ (FWHM) must be ≥ 0; {int(np.sum(data[:, 3] < 0))} rows are negative")
+    column = lambda k: data[:, k] if n_cols > k else None  # noqa: E731
+    return Curve(q=q, r=column(1), dr=column(2), dq=column(3))
+
+
+def read_curve(path) -> Curve:
+    try:
+        raw = read_bounded(path, MAX_CURVE_BYTES)
+    except OSError as exc:
+        raise CurveError(f"cannot read {path}: {exc.strerror}") from None
+    return parse_curve(raw, str(path))
+
+
+def matching_grid(curve: Curve) -> dict:
+    """Synthetic-data Q settings that cover a measured curve without leaving it: its Q
+    range, as many log-spaced points as it has distinct Q values, and its median dQ/Q
+    when it has a dQ column (None otherwise), so a model trained on them can read it."""
+    q = np.unique(curve.q)
+    dq = None
+    if curve.dq is not None and np.any(curve.dq > 0):
+        dq = float(np.median(curve.dq[curve.dq > 0] / curve.q[curve.dq > 0]))
+    return {"qmin": float(q[0]), "qmax": float(q[-1]), "nq": int(max(q.size, 2)), "dq": dq}
+
+
+def q_grid(qmin: float, qmax: float, n: int, spacing: str = "log") -> np.ndarray:
+    """Q values in Å⁻¹; the default synthetic grid is q_grid(0.0081, 0.1975, 308)."""
+    if not (np.isfinite(qmin) and np.isfinite(qmax)) or qmin <= 0 or qmax <= qmin:
+        raise ValueError(f"need 0 < Q min < Q max, got Q min {qmin:g}, Q max {qmax:g} Å⁻¹")
+    if int(n) < 2:
+        raise ValueError(f"need at least 2 Q points, got {n}")
+    if spacing == "log":
+        return np.geomspace(qmin, qmax, int(n))
+    if spacing == "linear":
+        return np.linspace(qmin, qmax, int(n))
+    raise ValueError(f"spacing must be 'log' or 'linear', got {spacing!r}")
+
+
+def csv_text(header: list[str], columns: list[np.ndarray]) -> str:
+    """Plain comma-separated columns with one header line, readable by any spreadsheet."""
+    buffer = io.StringIO()
+    table = np.column_stack(columns)
+    np.savetxt(buffer, table, delimiter=",", header=",".join(header), comments="", fmt="%.10g")
+    return buffer.getvalue()

@@ -1,0 +1,71 @@
+"""The figures that describe a history record, for the history page and exported bundles."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import plotly.graph_objects as go
+
+from reflect_core.analysis.measured import load_saved
+from reflect_core.formats.curves import q_grid
+from reflect_core.viz.figures import loss_figure, reflectivity_figure, sld_figure
+from reflect_core.physics.film import film_from_dict
+from reflect_core.physics.simulate import CurveSettings, film_profile, film_reflectivity
+
+
+def film_figures(params: dict) -> dict[str, go.Figure]:
+    film = film_from_dict(params.get("film", params))
+    q = q_grid(params.get("qmin", 0.0081), params.get("qmax", 0.1975), params.get("nq", 308),
+               params.get("spacing", "log"))
+    r = film_reflectivity(film, q, CurveSettings(dq=params.get("dq", CurveSettings().dq)))
+    z, sld, isld = film_profile(film)
+    return {"reflectivity": reflectivity_figure([(film.name or "film", q, r)]), "sld_profile": sld_figure(z, sld, isld)}
+
+
+def training_figures(run_dir: Path) -> dict[str, go.Figure]:
+    meta_path = Path(run_dir) / "model" / "model.json"
+    if not meta_path.exists():
+        return {}
+    history = json.loads(meta_path.read_text())["history"]
+    return {"loss_curves": loss_figure(history["train"], history["val"])}
+
+
+def analysis_figures(files_dir: Path) -> dict[str, go.Figure]:
+    saved = load_saved(files_dir)
+    if saved is None:
+        return {}
+    curve, analysis = saved
+    return {"sld_profile": sld_figure(analysis.z, analysis.sld, label="predicted SLD"),
+            "reflectivity": reflectivity_figure([("recomputed from the predicted profile", analysis.q, analysis.r)],
+                                                data=curve)}
+
+
+def figures_for(record: dict, files_dir: Path | None) -> dict[str, go.Figure]:
+    if record["kind"] == "film":
+        return film_figures(record["params"])
+    if record["kind"] == "training" and files_dir is not None:
+        return training_figures(files_dir)
+    if record["kind"] == "analysis" and files_dir is not None:
+        return analysis_figures(files_dir)
+    return {}
+
+
+def standalone_html(figures: dict[str, go.Figure], title: str) -> str:
+    """One self-contained interactive HTML page (plotly.js embedded once): opens offline."""
+    parts = [f"<h1>{title}</h1>"]
+    for i, (name, fig) in enumerate(figures.items()):
+        parts.append(f"<h2>{name.replace('_', ' ')}</h2>")
+        parts.append(fig.to_html(full_html=False, include_plotlyjs=(i == 0)))
+    return f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title></head><body>{''.join(parts)}</body></html>"
+
+
+def overlay_losses(runs: list[tuple[str, dict]]) -> go.Figure:
+    """Validation loss of several runs on one log axis (``runs``: (label, history))."""
+    fig = go.Figure([go.Scatter(x=np.arange(1, len(h["val"]) + 1), y=h["val"], mode="lines+markers", name=label)
+                     for label, h in runs])
+    fig.update_layout(xaxis_title="epoch", yaxis_title="validation loss (MSE of normalised SLD)",
+                      template="plotly_white", height=380, margin=dict(l=60, r=20, t=30, b=50))
+    fig.update_yaxes(type="log", exponentformat="power")
+    return fig
