@@ -5,12 +5,21 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from reflect_core.store import history
 from reflect_core.formats.curves import csv_text, q_grid
-from reflect_core.viz.figures import reflectivity_figure, sld_figure
 from reflect_core.physics.film import FilmError, film_from_json, roughness_warnings
 from reflect_core.physics.presets import PRESETS
-from reflect_core.physics.simulate import PYREFLECT_DQ, CurveSettings, film_profile, film_reflectivity, graded_reflectivity
+from reflect_core.physics.simulate import (
+    PYREFLECT_DQ,
+    PYREFLECT_NQ,
+    PYREFLECT_QMAX,
+    PYREFLECT_QMIN,
+    CurveSettings,
+    film_profile,
+    film_reflectivity,
+    graded_reflectivity,
+)
+from reflect_core.store import history
+from reflect_core.viz.figures import reflectivity_figure, sld_figure
 from ui import film_editor
 from ui.session import current_limits, current_user
 from ui.state import keep, seed
@@ -60,7 +69,8 @@ with st.expander("Presets and film upload", expanded=False):
 beam = st.radio(
     "Neutrons arrive from",
     ["ambient", "substrate"],
-    format_func=lambda s: "the ambient (top, e.g. air)" if s == "ambient" else "the substrate (e.g. through a Si block into liquid)",
+    format_func=lambda s: ("the ambient (top, e.g. air)" if s == "ambient"
+                           else "the substrate (e.g. through a Si block into liquid)"),
     horizontal=True,
     key=seed(film_editor.BEAM, "ambient"),
 )
@@ -70,9 +80,9 @@ film_editor.render_layer_editor(max_layers=current_limits().film_layers)
 # --- Q grid and instrument -------------------------------------------------------------------------
 with st.expander("Q range, resolution, background and scale", expanded=True):
     c = st.columns(4)
-    qmin = keep("qmin", c[0].number_input("Q min (Å⁻¹)", key=seed("qmin", 0.0081), format="%.4f", step=0.001))
-    qmax = keep("qmax", c[1].number_input("Q max (Å⁻¹)", key=seed("qmax", 0.1975), format="%.4f", step=0.01))
-    nq = keep("nq", c[2].number_input("Points", key=seed("nq", 308), min_value=2, max_value=20000, step=1))
+    qmin = keep("qmin", c[0].number_input("Q min (Å⁻¹)", key=seed("qmin", PYREFLECT_QMIN), format="%.4f", step=0.001))
+    qmax = keep("qmax", c[1].number_input("Q max (Å⁻¹)", key=seed("qmax", PYREFLECT_QMAX), format="%.4f", step=0.01))
+    nq = keep("nq", c[2].number_input("Points", key=seed("nq", PYREFLECT_NQ), min_value=2, max_value=20000, step=1))
     spacing = keep("spacing", c[3].selectbox("Spacing", ["log", "linear"], key=seed("spacing", "log")))
     c = st.columns(4)
     dq_percent = keep("dq_percent", c[0].number_input(

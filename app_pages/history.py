@@ -8,16 +8,16 @@ import datetime as dt
 import pandas as pd
 import streamlit as st
 
-from reflect_core.store import history
-from reflect_core.store import records
-from reflect_core.accounts.access import AccessError
-from reflect_core.store.bundles import BUNDLE_FIGURES, build_bundle, bundle_parts
+from reflect_core.base.errors import ReflectError
+from reflect_core.ml.spec import TrainSpec
 from reflect_core.physics.film import film_from_dict
-from reflect_core.viz.report import figures_for, overlay_losses, standalone_html
-from ui import film_editor
+from reflect_core.store import history, records
+from reflect_core.store.bundles import BUNDLE_FIGURES, build_bundle, bundle_parts
+from reflect_core.viz.report import figures_for, overlay_losses, profile_overlay, shared_test_curves, standalone_html
+from ui import film_editor, train_form
 from ui.history_import import render_import
+from ui.job_monitor import SELECTED
 from ui.session import current_user, sees_everyone
-from ui.state import keep
 
 user = current_user()
 st.title("History")
@@ -73,21 +73,17 @@ if not chosen:
 def _open(record: dict) -> None:
     """Restore the record's parameters into the explorer or the training page."""
     params = record["params"]
-    film_dict = params.get("film") or (params.get("dataset") or {}).get("prior", {}).get("film")
-    if film_dict:
-        film_editor.load_film(film_from_dict(film_dict))
-    if record["kind"] == "training":
-        dataset, model, training = params.get("dataset", {}), params.get("model", {}), params.get("training", {})
-        for key, value in (("train_n", dataset.get("n")), ("train_data_seed", dataset.get("seed")),
-                           ("train_epochs", training.get("epochs")), ("train_batch", training.get("batch_size")),
-                           ("train_lr", training.get("lr")), ("train_layers", model.get("layers")),
-                           ("train_channels", model.get("channels")), ("train_hidden", model.get("hidden")),
-                           ("train_dropout", model.get("dropout"))):
-            if value is not None:
-                st.session_state.pop(key, None)
-                keep(key, value)
-        st.session_state["train_selected_run"] = record.get("run_id")
-        st.switch_page("app_pages/train.py")
+    try:
+        if record["kind"] == "training":
+            train_form.restore(TrainSpec.parse(params))  # every setting and the prior bounds
+            st.session_state[SELECTED] = record.get("run_id")
+            st.switch_page("app_pages/train.py")
+        film_dict = params.get("film")
+        if film_dict:
+            film_editor.load_film(film_from_dict(film_dict))
+    except ReflectError as exc:
+        st.error(f"This record's parameters cannot be opened: {exc}")
+        return
     st.switch_page("app_pages/explorer.py")
 
 
@@ -122,7 +118,7 @@ if len(chosen) == 1:
         try:
             history.rename(user, record["id"], new_name)
             st.rerun()
-        except (ValueError, AccessError, history.HistoryError) as exc:
+        except ReflectError as exc:
             st.error(str(exc))
     with st.expander("Delete"):
         st.warning("This removes the record and all its files (model, data, checkpoints). It cannot be undone.")
@@ -130,7 +126,7 @@ if len(chosen) == 1:
             try:
                 records.delete_record(user, record["id"])
                 st.rerun()
-            except Exception as exc:  # noqa: BLE001 - a running job, access, files: all shown as they are
+            except ReflectError as exc:  # a running job, access, files: all shown as they are
                 st.error(str(exc))
     with st.expander("Export as a bundle"):
         sizes = bundle_parts(record, files_dir)
@@ -151,15 +147,15 @@ else:
         st.info("Comparison needs two or more completed training runs.")
     else:
         metas = {r["name"]: records.model_meta(r) for r in trained}
-        st.plotly_chart(overlay_losses([(name, meta["history"]) for name, meta in metas.items()]))
-        st.dataframe(pd.DataFrame([{"run": name, **{k: meta["metrics"]["model"][k] for k in ("rmse", "mae", "r2")},
-                                    "baseline RMSE": meta["metrics"]["baseline"]["rmse"],
-                                    "epochs": len(meta["history"]["train"]), "parameters": meta["parameters"]}
+        st.plotly_chart(overlay_losses([(name, meta.history) for name, meta in metas.items()]))
+        st.dataframe(pd.DataFrame([{"run": name, **{k: meta.metrics["model"][k] for k in ("rmse", "mae", "r2")},
+                                    "baseline RMSE": meta.metrics["baseline"]["rmse"],
+                                    "epochs": len(meta.history["train"]), "parameters": meta.parameters}
                                    for name, meta in metas.items()]), hide_index=True)
-        shared = records.shared_test_curves(trained)
+        shared = shared_test_curves(trained)
         if shared is None:
             st.caption("These runs have different test sets, so their profiles cannot be put side by side.")
         else:
             pick = st.number_input("Test curve", 0, len(shared["index"]) - 1, 0)
-            st.plotly_chart(records.profile_overlay(trained, shared, int(pick)))
+            st.plotly_chart(profile_overlay(trained, shared, int(pick)))
 render_import(user)

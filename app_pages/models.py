@@ -3,21 +3,19 @@ predict an SLD profile for a measured curve."""
 
 from __future__ import annotations
 
-import json
-
-import numpy as np
 import pandas as pd
 import streamlit as st
 
-from reflect_core.store import history
 from reflect_core.accounts import rate_limit
-from reflect_core.store import user_files
-from reflect_core.analysis.measured import analyse, has_own_resolution, save_analysis
-from reflect_core.formats.curves import csv_text, read_curve
-from reflect_core.viz.figures import reflectivity_figure, sld_figure
 from reflect_core.accounts.limits import LimitError, check_upload_size
-from reflect_core.ml.predict import PredictError, predict
-from reflect_core.uploads.checks import UploadError, validate_upload
+from reflect_core.analysis.measured import analyse_with_model, has_own_resolution, save_analysis
+from reflect_core.base.errors import ReflectError
+from reflect_core.formats.curves import csv_text, read_curve
+from reflect_core.ml.meta import ModelLoadError, ModelMeta
+from reflect_core.ml.predict import PredictError
+from reflect_core.store import user_files
+from reflect_core.uploads import UploadError, validate_upload
+from reflect_core.viz.figures import reflectivity_figure, sld_figure
 from ui.session import current_limits, current_user, rate_limit_per_minute, sees_everyone
 
 user, limits = current_user(), current_limits()
@@ -105,17 +103,21 @@ with models_tab:
     if not models:
         st.info("No models yet: train one, or upload one.")
     for record, model_dir in models:
-        meta = json.loads((model_dir / "model.json").read_text())
-        q, z = np.asarray(meta["q"]), np.asarray(meta["z"])
         with st.container(border=True):
             st.markdown(f"**{record['name']}** · {record['kind']}" + (f" · owner {record['owner']}"
                                                                        if sees_everyone(user) else ""))
-            metrics = (meta.get("metrics") or {}).get("model") or {}
-            baseline = (meta.get("metrics") or {}).get("baseline") or {}
-            prior = meta.get("prior") or {}
+            try:
+                meta = ModelMeta.read(model_dir)
+            except ModelLoadError as exc:
+                st.warning(f"This model cannot be used: {exc}")
+                continue
+            q, z = meta.q, meta.z
+            metrics = (meta.metrics or {}).get("model") or {}
+            baseline = (meta.metrics or {}).get("baseline") or {}
+            prior = meta.prior or {}
             st.caption(
-                f"Architecture {meta['model']['arch']} ({meta.get('parameters', 0):,} parameters) · "
-                f"Q grid {q.size} points {q.min():.4g}–{q.max():.4g} Å⁻¹ · dQ/Q {100 * meta['dq']:.3g} % FWHM · "
+                f"Architecture {meta.model.arch} ({meta.parameters or 0:,} parameters) · "
+                f"Q grid {q.size} points {q.min():.4g}–{q.max():.4g} Å⁻¹ · dQ/Q {100 * meta.dq:.3g} % FWHM · "
                 f"profile {z.size} points {z.min():.0f}–{z.max():.0f} Å · "
                 + (f"prior: {len(prior['film']['layers'])} layers, {len(prior['bounds'])} bounds · " if prior else "")
                 + (f"test RMSE {metrics['rmse']:.3g} (baseline {baseline['rmse']:.3g}) 10⁻⁶ Å⁻² · "
@@ -134,24 +136,24 @@ with predict_tab:
         st.info("Upload a measured curve first (Upload tab).")
         st.stop()
     path = st.selectbox("Measured curve", curve_paths, format_func=lambda p: p.name)
-    curve = read_curve(path).sorted()
-    if curve.r is None:
-        st.error("This file holds only Q values: prediction needs R.")
-        st.stop()
-    meta = json.loads((model_dir / "model.json").read_text())
     try:
-        nr = np.stack([np.stack([curve.q, curve.r])])
-        sld = predict(model_dir, nr, resample=True)[0]
+        curve = read_curve(path).sorted()
+        model_dq = ModelMeta.read(model_dir).dq
+        result = analyse_with_model(model_dir, curve)
     except PredictError as exc:
         st.error(str(exc))
         st.info("To train a model that reads this curve, choose it under 'Match a measured curve' on the Train "
                 "page: the synthetic curves then cover its Q range with its resolution.")
         st.stop()
-    result = analyse(sld[0], sld[1], curve, meta["dq"], meta.get("beam_from", "ambient"))
+    except ReflectError as exc:
+        st.error(str(exc))
+        st.stop()
     st.caption("The network sees the curve interpolated (in log R) onto its own Q grid; zero or negative R is "
                "floored before the log. The recomputed curve is at the data's own Q points, smeared with "
-               + ("the file's dQ column." if has_own_resolution(curve) else f"the model's dQ/Q = {100 * meta['dq']:.3g} % FWHM "
-                                                         "(the file has no dQ column)."))
+               + ("the file's dQ column." if has_own_resolution(curve)
+                  else f"the model's dQ/Q = {100 * model_dq:.3g} % FWHM (the file has no dQ column)."))
+    for note in result.notes:
+        st.caption(f"Q range: {note}.")
     fit = result.agreement
     c = st.columns(5)
     c[0].metric("Median |Δ log₁₀ R| (decades)", f"{fit['median_decades']:.3f}" if fit["median_decades"] is not None
@@ -162,7 +164,8 @@ with predict_tab:
     c[2].metric("χ², scale & bkg fitted", f"{scaled:.3g}" if scaled is not None else "n/a",
                 help="Reduced χ² with the best scale and background ≥ 0 (weighted least squares, as refnx fits "
                      "them); the networks never see either."
-                     + (f" Scale {fit['scale']:.3g}, background {fit['background']:.2e}." if scaled is not None else ""))
+                     + (f" Scale {fit['scale']:.3g}, background {fit['background']:.2e}."
+                        if scaled is not None else ""))
     c[3].metric("Points", f"{fit['points']}")
     rq4 = c[4].toggle("Plot R·Q⁴", key="predict_rq4", help="Removes the Fresnel Q⁻⁴ decay.")
     c = st.columns(2)
@@ -177,5 +180,5 @@ with predict_tab:
         try:
             saved = save_analysis(user, name, result, path.name, path.read_bytes(), record)
             st.success(f"Saved '{saved['name']}' to your history.")
-        except (OSError, ValueError, history.HistoryError) as exc:
+        except (OSError, ReflectError) as exc:
             st.error(f"Not saved: {exc}")

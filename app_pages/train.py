@@ -4,25 +4,33 @@ from __future__ import annotations
 
 import streamlit as st
 
-from reflect_core.store import history
 from reflect_core import jobs
 from reflect_core.accounts import rate_limit
-from reflect_core.store import user_files
-from reflect_core.formats.curves import CurveError, matching_grid, read_curve
-from reflect_core.accounts.limits import LimitError, check_spec
-from reflect_core.ml.estimates import dataset_bytes, generation_seconds, model_size, training_seconds
-from reflect_core.physics.film import FilmError
+from reflect_core.accounts.limits import check_spec
+from reflect_core.base.errors import ReflectError
 from reflect_core.data.generate import DatasetError, dataset_from_dict
-from reflect_core.ml.settings import ARCHITECTURES, ModelError, settings_from_dict
+from reflect_core.formats.curves import CurveError, matching_grid, read_curve
+from reflect_core.ml.estimates import dataset_bytes, generation_seconds, model_size, training_seconds
+from reflect_core.ml.settings import (
+    ARCHITECTURES,
+    OPTIMIZERS,
+    ModelError,
+    TrainingError,
+    settings_from_dict,
+    train_settings_from_dict,
+)
 from reflect_core.ml.spec import SpecError, TrainSpec
-from reflect_core.physics.simulate import PYREFLECT_DQ
-from reflect_core.ml.settings import OPTIMIZERS, TrainingError, train_settings_from_dict
+from reflect_core.physics.film import FilmError
+from reflect_core.physics.simulate import PYREFLECT_DQ, PYREFLECT_NQ, PYREFLECT_QMAX, PYREFLECT_QMIN
+from reflect_core.store import records, user_files
 from ui import film_editor
 from ui.bounds_editor import render_bounds_editor
 from ui.job_monitor import SELECTED, choose_run, render_monitor
 from ui.run_results import render_results
 from ui.session import current_limits, current_user, rate_limit_per_minute
-from ui.state import keep, seed
+from ui.state import keep, remembered, seed
+from ui.train_form import SPEC_KEY
+
 
 def number(where, label, key, default, **kwargs):
     """A number input in ``where`` whose value survives page switches, clamped to its range
@@ -101,7 +109,8 @@ def render_curve_matcher() -> None:
 
 def generated_dataset():
     """Settings for curves generated from the explorer's film: (spec, curves, Q points, z points)."""
-    st.markdown(f"Film: **{len(film.layers)} layers** from the explorer ({film.layers[0].name} … {film.layers[-1].name}, "
+    st.markdown(f"Film: **{len(film.layers)} layers** from the explorer "
+                f"({film.layers[0].name} … {film.layers[-1].name}, "
                 f"beam from the {film.beam_from}). Tick the parameters to vary and set their ranges.")
     bounds = render_bounds_editor(film)
     c = st.columns(4)
@@ -116,11 +125,12 @@ def generated_dataset():
     render_curve_matcher()
     c = st.columns(4)
     # The explorer's Q grid and resolution, shared both ways.
-    qmin = keep("qmin", c[0].number_input("Q min (Å⁻¹)", key=seed("train_qmin", 0.0081, "qmin"), format="%.5f",
+    qmin = keep("qmin", c[0].number_input("Q min (Å⁻¹)", key=seed("train_qmin", PYREFLECT_QMIN, "qmin"), format="%.5f",
                                           step=0.001))
-    qmax = keep("qmax", c[1].number_input("Q max (Å⁻¹)", key=seed("train_qmax", 0.1975, "qmax"), format="%.5f",
+    qmax = keep("qmax", c[1].number_input("Q max (Å⁻¹)", key=seed("train_qmax", PYREFLECT_QMAX, "qmax"), format="%.5f",
                                           step=0.01))
-    nq = keep("nq", c[2].number_input("Q points", key=seed("train_nq", 308, "nq"), min_value=2, max_value=MAX_Q_POINTS))
+    nq = keep("nq", c[2].number_input("Q points", key=seed("train_nq", PYREFLECT_NQ, "nq"), min_value=2,
+                                      max_value=MAX_Q_POINTS))
     dq_percent = keep("dq_percent", c[3].number_input("dQ/Q (FWHM, %)", key=seed("train_dq", 100 * PYREFLECT_DQ,
                                                                                    "dq_percent"),
                                                       format="%.4f", step=0.5))
@@ -161,12 +171,16 @@ def uploaded_dataset():
     if not sets:
         st.info("You have no uploaded training arrays: add an NR + SLD pair on the 'Models and data' page.")
         st.stop()
-    folder = st.selectbox("Array set", [f for f, _ in sets], key="train_arrays",
-                          format_func=lambda f: next(f"{i['nr']} + {i['sld']} ({i['curves']:,} curves)"
-                                                     for g, i in sets if g == f))
+    folders = [f for f, _ in sets]
+    if remembered("train_arrays") not in folders:  # a set since deleted, or none chosen yet
+        keep("train_arrays", folders[0])
+    folder = keep("train_arrays", st.selectbox(
+        "Array set", folders, key=seed("train_arrays", folders[0]),
+        format_func=lambda f: next(f"{i['nr']} + {i['sld']} ({i['curves']:,} curves)" for g, i in sets if g == f)))
     info = next(i for f, i in sets if f == folder)
-    dq = st.number_input("Their resolution, dQ/Q (FWHM, %)", value=100 * PYREFLECT_DQ, format="%.4f",
-                         help="Used when NR is recomputed from predicted profiles for the test metrics.")
+    dq = number(st, "Their resolution, dQ/Q (FWHM, %)", "train_arrays_dq", 100 * PYREFLECT_DQ, format="%.4f",
+                min_value=0.0, max_value=49.9,
+                help="Used when NR is recomputed from predicted profiles for the test metrics.")
     return {"arrays": folder, "dq": dq / 100, "beam_from": film.beam_from}, info["curves"], info["q_points"], \
         info["z_points"]
 
@@ -210,9 +224,9 @@ model = {"arch": arch, "layers": int(layers), "channels": int(channels), "hidden
 training = {"epochs": int(epochs), "batch_size": int(batch), "lr": float(lr), "weight_decay": float(weight_decay),
             "optimizer": optimizer, "val_fraction": float(val_fraction), "test_fraction": float(test_fraction),
             "seed": int(train_seed), "patience": int(patience), "checkpoint_every": int(checkpoint_every)}
-spec = {"kind": "train", "dataset": dataset, "model": model, "training": training}
 try:
-    TrainSpec.parse(spec)
+    spec = TrainSpec.parse({"kind": "train", "dataset": dataset, "model": model, "training": training})
+    st.session_state[SPEC_KEY] = spec.to_dict()
     n_train = int(n_curves * (1 - val_fraction - test_fraction))
     with st.spinner("Estimating…"):
         train_s, params, size = _training_estimate(model, training, n_train, nq, n_profile)
@@ -230,10 +244,9 @@ with st.form("submit_run", clear_on_submit=False, border=False):
             # The widgets are clamped to the limits; the server still re-checks what arrives.
             check_spec(spec, limits, jobs.active_count(user.name))
             rate_limit.hit(user.name, "submit", rate_limit_per_minute("submit"))
-            run_id = jobs.submit(spec, user.name, run_name.strip() or None)
-            history.add(user, "training", run_name.strip() or run_id, spec, files=f"runs/{run_id}", run_id=run_id)
+            run_id, _ = records.submit_training(user, spec, run_name.strip() or None)
             st.session_state[SELECTED] = run_id
-        except (jobs.JobError, LimitError, rate_limit.RateLimitError, ValueError) as exc:
+        except ReflectError as exc:
             st.error(str(exc))
 
 # --- runs ------------------------------------------------------------------------------------------------

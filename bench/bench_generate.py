@@ -43,12 +43,11 @@ import warnings  # noqa: E402
 
 import numba  # noqa: E402
 import numpy as np  # noqa: E402
-from refnx.reflect import reflectivity as refnx_reflectivity  # noqa: E402
-
 from bench_physics import DQ_PERCENT, median_ms, pyreflect_description  # noqa: E402
+from refnx.reflect import reflectivity as refnx_reflectivity  # noqa: E402
 from results_file import write_results  # noqa: E402
-from reflect_core.data.generate import (  # noqa: E402
-    dataset_from_dict, default_dataset_dict, generate, pair_consistency)
+
+from reflect_core.data.generate import dataset_from_dict, default_dataset_dict, generate, pair_consistency  # noqa: E402
 from reflect_core.physics.presets import DEFAULT_BOUNDS, DEFAULT_FILM  # noqa: E402
 from reflect_core.physics.profile import microslab_stacks, sld_profile  # noqa: E402
 from reflect_core.physics.reflectivity import reflectivity  # noqa: E402
@@ -242,14 +241,16 @@ def verdict(ok: bool) -> str:
 def print_summary(res: dict) -> None:
     o, s, p = res["ours"], res["subset"], res["pairs"]
     pc = s["ms_per_curve"]
-    print(f"\n== generation benchmark: {res['machine']['cpus']} cores, numba threads {res['machine']['numba_threads']}, "
+    print(f"\n== generation benchmark: {res['machine']['cpus']} cores, "
+          f"numba threads {res['machine']['numba_threads']}, "
           f"default prior (8 layers, 19 bounds), {res['n_q']} Q, 900 z, dQ/Q {DQ_PERCENT:.5f} % FWHM ==")
     print(f"a. ours, generate() of {o['n']:,} curves + profiles to .npy (one run, after a {WARMUP_CURVES}-curve "
           f"warm-up):")
     print(f"   wall {o['wall_s']:.2f} s = {o['ms_per_curve']:.4f} ms/curve "
           f"({o['n'] / o['wall_s']:,.0f} curves/s); {o['bytes_written'] / 1e6:,.1f} MB written")
     print(f"   peak RSS {o['peak_rss_mb']:.1f} MB = {o['peak_above_baseline_mb']:.1f} MB above the warm baseline "
-          f"({o['baseline_rss_mb']:.1f} MB resident after the warm-up; {o['rss_after_import_mb']:.1f} MB after imports)")
+          f"({o['baseline_rss_mb']:.1f} MB resident after the warm-up; "
+          f"{o['rss_after_import_mb']:.1f} MB after imports)")
     print(f"b/c. subsets of {s['curves']} curves, medians of {s['repeats']} interleaved repeats, ms/curve:")
     print(f"   {'ours generate() (R + profiles + .npy)':<46}{pc['ours']:>10.4f}")
     for name, label in (("pyreflect", "pyreflect ReflectivityDataGenerator"), ("refnx", "refnx reflectivity(dq) loop"),
@@ -279,11 +280,13 @@ def print_summary(res: dict) -> None:
         print(f"   {label:<44}{100 * st['median']:>9.2f}%{100 * st['p95']:>9.2f}%{100 * st['max']:>9.1f}%")
     if "pyreflect" in p:
         py = p["pyreflect"]
-        print(f"   (pyreflect labels: z span {py['z_span_A'][0]:.0f}-{py['z_span_A'][1]:.0f} A, dz ~{py['dz_median_A']:.2f} A, "
+        print(f"   (pyreflect labels: z span {py['z_span_A'][0]:.0f}-{py['z_span_A'][1]:.0f} A, "
+              f"dz ~{py['dz_median_A']:.2f} A, "
               f"ambient end SLD median {py['label_ends_sld']['ambient_median']:.4f}, max "
               f"{py['label_ends_sld']['ambient_max']:.4f}; ours: one z grid, dz {p['ours_dz_A']:.2f} A)")
     e = p["exact_timing"]
-    print(f"   exact generation: {e['ms_per_curve']['exact']:.3f} ms/curve vs default {e['ms_per_curve']['default']:.3f} "
+    print(f"   exact generation: {e['ms_per_curve']['exact']:.3f} ms/curve "
+          f"vs default {e['ms_per_curve']['default']:.3f} "
           f"({e['curves']} curves, median of {e['repeats']}) = {e['exact/default']:.1f}x slower")
     print(f"total bench wall time {res['bench_wall_s']:.0f} s; load average (1, 5, 15 min) at start "
           f"{', '.join(f'{x:.1f}' for x in res['machine']['loadavg_start'])}, at end "
@@ -318,10 +321,12 @@ def main(argv=None) -> dict:
 
     pc = res["subset"]["ms_per_curve"]
     big = res["ours"]["ms_per_curve"]
-    res["ratios"] = {"refnx/ours": pc["refnx"] / pc["ours"], "refnx+profiles/ours": pc["refnx+our_profiles"] / pc["ours"],
+    res["ratios"] = {"refnx/ours": pc["refnx"] / pc["ours"],
+                     "refnx+profiles/ours": pc["refnx+our_profiles"] / pc["ours"],
                      "refnx/ours_big_run": pc["refnx"] / big}
     if "pyreflect" in pc:
-        res["ratios"].update({"pyreflect/ours": pc["pyreflect"] / pc["ours"], "pyreflect/ours_big_run": pc["pyreflect"] / big})
+        res["ratios"].update({"pyreflect/ours": pc["pyreflect"] / pc["ours"],
+                              "pyreflect/ours_big_run": pc["pyreflect"] / big})
     res["targets"] = {"ours_vs_refnx_min": TARGET_VS_REFNX, "refnx_ok": res["ratios"]["refnx/ours"] >= TARGET_VS_REFNX}
     if "pyreflect/ours" in res["ratios"]:
         res["targets"].update(ours_vs_pyreflect_min=TARGET_VS_PYREFLECT,

@@ -27,8 +27,8 @@ import numba  # noqa: E402
 import numpy as np  # noqa: E402
 from refnx.reflect import reflectivity as refnx_reflectivity  # noqa: E402
 from refnx.reflect._creflect import abeles_vectorised  # noqa: E402
-
 from results_file import write_results  # noqa: E402
+
 from reflect_core.physics.film import LAYER_FIELDS  # noqa: E402
 from reflect_core.physics.presets import DEFAULT_BOUNDS, DEFAULT_FILM  # noqa: E402
 from reflect_core.physics.profile import sld_profile  # noqa: E402
@@ -182,7 +182,8 @@ def print_summary(res: dict) -> None:
     print(f"\n== physics benchmark: {res['machine']['cpus']} cores, numba threads {res['machine']['numba_threads']}, "
           f"{len(Q)} Q points, medians of {res['repeats']} interleaved repeats ==")
     print(f"{'case':<44}{'ours':>12}{'refnx':>12}{'pyreflect':>12}")
-    print(f"{'unsmeared, %d films, total ms' % u['films']:<44}{u['ms']['ours']:>12.2f}{u['ms']['refnx']:>12.2f}{'-':>12}")
+    print(f"{'unsmeared, %d films, total ms' % u['films']:<44}"
+          f"{u['ms']['ours']:>12.2f}{u['ms']['refnx']:>12.2f}{'-':>12}")
     print(f"{'  ratio (other/ours, >1 = we are faster)':<44}{'1':>12}{u['refnx/ours']:>12.2f}{'-':>12}")
     pf = s["ms_per_film"]
     py = f"{pf['pyreflect']:>12.4f}" if "pyreflect" in pf else f"{'skipped':>12}"

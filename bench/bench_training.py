@@ -30,8 +30,8 @@ import time  # noqa: E402
 t_import = time.perf_counter()
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-
 from results_file import write_results  # noqa: E402
+
 from reflect_core.data.generate import SLD_FILE  # noqa: E402
 from reflect_core.ml.model_store import META, WEIGHTS  # noqa: E402
 from reflect_core.ml.pipeline import run_job  # noqa: E402

@@ -12,20 +12,29 @@ from pathlib import Path
 
 import numpy as np
 
-from reflect_core.base.errors import ReflectError
-from reflect_core.formats.arrays import load_npy, load_training_arrays
 from reflect_core.accounts.auth_config import hash_password
-from reflect_core.formats.curves import csv_text, q_grid, read_curve
-from reflect_core.physics.film import FilmError, load_film
-from reflect_core.data.generate import NR_FILE, SLD_FILE, dataset_from_dict, generate
+from reflect_core.base.errors import ReflectError
 from reflect_core.base.job_protocol import PrintReporter
-from reflect_core.ml.pipeline import train_on_arrays
-from reflect_core.ml.spec import TrainSpec
-from reflect_core.ml.predict import predict
 from reflect_core.base.storage import read_bounded
+from reflect_core.data.generate import NR_FILE, SLD_FILE, dataset_from_dict, generate
+from reflect_core.formats.arrays import load_npy, load_training_arrays
+from reflect_core.formats.curves import csv_text, q_grid, read_curve
+from reflect_core.ml.meta import ModelMeta
+from reflect_core.ml.pipeline import train_on_arrays
+from reflect_core.ml.predict import predict
+from reflect_core.ml.spec import TrainSpec
 from reflect_core.ml.training import CHECKPOINT
+from reflect_core.physics.film import FilmError, load_film
 from reflect_core.physics.profile import DEFAULT_PROFILE_POINTS
-from reflect_core.physics.simulate import PYREFLECT_DQ, CurveSettings, film_profile, film_reflectivity
+from reflect_core.physics.simulate import (
+    PYREFLECT_DQ,
+    PYREFLECT_NQ,
+    PYREFLECT_QMAX,
+    PYREFLECT_QMIN,
+    CurveSettings,
+    film_profile,
+    film_reflectivity,
+)
 
 
 class CliError(ReflectError):
@@ -93,7 +102,8 @@ def cmd_train(args) -> None:
     data_dir = Path(args.data) if args.data else generate(spec.dataset, out / "data", PrintReporter())
     nr, sld = load_training_arrays(data_dir / NR_FILE, data_dir / SLD_FILE)
     summary = train_on_arrays(nr, sld, spec, out, PrintReporter(), checkpoint=out / CHECKPOINT)
-    print(json.dumps(summary, indent=1))
+    meta = ModelMeta.read(out)
+    print(json.dumps({**summary, "parameters": meta.parameters, "metrics": meta.metrics}, indent=1))
 
 
 def cmd_predict(args) -> None:
@@ -103,18 +113,11 @@ def cmd_predict(args) -> None:
 
 def cmd_analyse(args) -> None:
     """Predict the profile of a measured curve and say how well it explains the data."""
-    from reflect_core.analysis.measured import analyse
-    from reflect_core.ml.model_store import META
+    from reflect_core.analysis.measured import analyse_with_model
 
-    curve = read_curve(args.curve).sorted()
-    if curve.r is None:
-        raise CliError(f"{args.curve}: only a Q column; an analysis needs Q and R")
-    meta_path = Path(args.model_dir) / META
-    if not meta_path.is_file():
-        raise CliError(f"{args.model_dir}: not a model directory (no {META})")
-    meta = json.loads(meta_path.read_text())
-    sld = predict(args.model_dir, np.stack([np.stack([curve.q, curve.r])]), resample=True)[0]
-    result = analyse(sld[0], sld[1], curve, meta["dq"], meta.get("beam_from", "ambient"))
+    result = analyse_with_model(args.model_dir, read_curve(args.curve))
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
     _write(args.out, csv_text(["z", "sld"], [result.z, result.sld]))
     if args.recomputed:
         _write(args.recomputed, csv_text(["Q", "R"], [result.q, result.r]))
@@ -124,8 +127,9 @@ def cmd_analyse(args) -> None:
 def cmd_import_pyreflect(args) -> None:
     """Server-side import of pyreflect CNN weights (~620 MB: over the browser upload limits)."""
     from reflect_core.accounts.access import User
-    from reflect_core.uploads.checks import MAX_WEIGHTS_BYTES, validate_upload
+    from reflect_core.ml.model_store import MAX_WEIGHTS_BYTES
     from reflect_core.store.user_files import add_pyreflect_model
+    from reflect_core.uploads import validate_upload
 
     def read(path: str, limit: int) -> bytes:
         try:
@@ -168,9 +172,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     sim = sub.add_parser("simulate", help="reflectivity of a film → CSV with columns Q,R")
     sim.add_argument("film", help="film JSON (own format or a pyreflect-interface export)")
-    sim.add_argument("--qmin", type=float, default=0.0081, help="smallest Q, 1/Å (default 0.0081)")
-    sim.add_argument("--qmax", type=float, default=0.1975, help="largest Q, 1/Å (default 0.1975)")
-    sim.add_argument("--nq", type=int, default=308, help="number of Q points (default 308)")
+    sim.add_argument("--qmin", type=float, default=PYREFLECT_QMIN,
+                     help="smallest Q, 1/Å (default: pyreflect's, 0.0081014)")
+    sim.add_argument("--qmax", type=float, default=PYREFLECT_QMAX,
+                     help="largest Q, 1/Å (default: pyreflect's, 0.19757)")
+    sim.add_argument("--nq", type=int, default=PYREFLECT_NQ, help="number of Q points (default 308)")
     sim.add_argument("--spacing", choices=("log", "linear"), default="log", help="Q spacing (default log)")
     sim.add_argument(
         "--q-file",

@@ -2,13 +2,13 @@
 
 import pytest
 import yaml
+from conftest import ROOT
 from streamlit.testing.v1 import AppTest
 
-from conftest import ROOT
-from reflect_core.store import history
 from reflect_core import jobs
 from reflect_core.accounts.access import User
 from reflect_core.accounts.auth_config import hash_password
+from reflect_core.store import history
 
 APP = str(ROOT / "app.py")
 PASSWORDS = {"alice": "alice-password-1", "bob": "bob-password-1", "root": "root-password-1"}

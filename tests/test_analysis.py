@@ -8,23 +8,29 @@ from io import BytesIO
 
 import numpy as np
 import pytest
-from streamlit.testing.v1 import AppTest
-
 from conftest import ROOT
-from reflect_core.store import history
-from reflect_core.store import user_files
-from reflect_core.accounts.access import LOCAL_USER, AccessError, User
-from reflect_core.analysis.measured import (PROFILE_FILE, RESULTS, agreement, analyse, load_saved, save_analysis,
-                                   scale_and_background)
-from reflect_core.store.bundles import build_bundle, bundle_parts
-from reflect_core.formats.curves import Curve, csv_text, parse_curve, read_curve
-from reflect_core.store.importer import import_bundle
-from reflect_core.physics.presets import DEFAULT_FILM, PRESETS
-from reflect_core.store.records import record_dir
-from reflect_core.physics.reflectivity import reflectivity
-from reflect_core.viz.report import figures_for
-from reflect_core.physics.simulate import film_profile
+from streamlit.testing.v1 import AppTest
 from test_history_app import trained_record
+
+from reflect_core.accounts.access import LOCAL_USER, AccessError, User
+from reflect_core.analysis.measured import (
+    PROFILE_FILE,
+    RESULTS,
+    agreement,
+    analyse,
+    load_saved,
+    save_analysis,
+    scale_and_background,
+)
+from reflect_core.formats.curves import Curve, csv_text, parse_curve, read_curve
+from reflect_core.physics.presets import DEFAULT_FILM, PRESETS
+from reflect_core.physics.reflectivity import reflectivity
+from reflect_core.physics.simulate import film_profile
+from reflect_core.store import history, user_files
+from reflect_core.store.bundles import build_bundle, bundle_parts
+from reflect_core.store.importer import import_bundle
+from reflect_core.store.records import record_dir
+from reflect_core.viz.report import figures_for
 
 FILM = PRESETS["Si / SiO2 / polymer (dPS) / air"]  # roughness ≤ 5 Å, well under 20 Å and a third of d
 Q = np.geomspace(0.008, 0.2, 200)
@@ -54,7 +60,8 @@ def test_the_recomputed_curve_uses_the_files_own_resolution():
     np.testing.assert_array_equal(own.q, Q)
     # Without the dQ column the model's 2.95 % is the best guess, and it shows in χ².
     guessed = analyse(z, sld, measured(0.06, with_dq_column=False), model_dq=0.0295)
-    assert guessed.agreement["chi2_reduced"] > 20 * own.agreement["chi2_reduced"] and guessed.agreement["chi2_reduced"] > 5
+    assert (guessed.agreement["chi2_reduced"] > 20 * own.agreement["chi2_reduced"]
+            and guessed.agreement["chi2_reduced"] > 5)
 
 
 def test_scale_and_background_are_recovered():

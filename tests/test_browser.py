@@ -11,10 +11,9 @@ import time
 import urllib.request
 
 import pytest
+from conftest import ROOT
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import sync_playwright
-
-from conftest import ROOT
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = ROOT / "tests" / "artifacts"
@@ -194,10 +193,10 @@ def test_log_in_open_a_run_and_download_its_bundle(browser, tmp_path, monkeypatc
 
     import yaml
 
-    from reflect_core.store import history
     from reflect_core import jobs
     from reflect_core.accounts.access import User
     from reflect_core.accounts.auth_config import hash_password
+    from reflect_core.store import history
 
     data = tmp_path / "data"
     monkeypatch.setenv("REFLECT_DATA_DIR", str(data))

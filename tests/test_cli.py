@@ -1,17 +1,18 @@
 """python -m reflect_core simulate / profile, as a user runs them."""
 
 import csv
+import io
 import json
 import subprocess
 import sys
 
 import numpy as np
 import pytest
-
 from conftest import ROOT
+
 from reflect_core.cli import main
 from reflect_core.physics.presets import DEFAULT_FILM
-from reflect_core.physics.simulate import CurveSettings, film_reflectivity
+from reflect_core.physics.simulate import PYREFLECT_QMAX, PYREFLECT_QMIN, CurveSettings, film_reflectivity
 
 
 @pytest.fixture
@@ -32,7 +33,7 @@ def test_simulate_writes_q_r_csv(film_file, tmp_path):
     assert main(["simulate", str(film_file), "--nq", "50", "--dq", "0.03", "--out", str(out)]) == 0
     header, data = read_csv(out)
     assert header == ["Q", "R"] and data.shape == (50, 2)
-    q = np.geomspace(0.0081, 0.1975, 50)
+    q = np.geomspace(PYREFLECT_QMIN, PYREFLECT_QMAX, 50)
     np.testing.assert_allclose(data[:, 0], q, rtol=1e-9)
     np.testing.assert_allclose(data[:, 1], film_reflectivity(DEFAULT_FILM, q, CurveSettings(dq=0.03)), rtol=1e-8)
 
@@ -108,12 +109,13 @@ def test_errors_are_one_line_and_exit_2(tmp_path, film_file, content, args, mess
     assert "Traceback" not in proc.stderr
 
 
-def test_missing_and_bad_q_files(tmp_path, film_file):
+def test_missing_and_bad_q_files(tmp_path, film_file, capsys):
     bad = tmp_path / "q.txt"
     for text, message in [("0.01 1\n-0.02 1\n", "Q ≤ 0"), ("0.01 nan\n", "non-finite"), ("0.01 1\n0.02\n", "columns"),
-                          ("abc\n", "not numbers"), ("# only\n", "no data")]:
+                          ("abc\n", "no data"), ("# only\n", "no data")]:
         bad.write_text(text)
         assert main(["simulate", str(film_file), "--q-file", str(bad), "--out", str(tmp_path / "o.csv")]) == 2
+        assert message in capsys.readouterr().err, message
     assert main(["simulate", str(tmp_path / "nope.json"), "--out", str(tmp_path / "o.csv")]) == 2
 
 
@@ -123,3 +125,55 @@ def test_help_lists_commands():
     proc = subprocess.run([sys.executable, "-m", "reflect_core", "simulate", "--help"], capture_output=True,
                           text=True, cwd=ROOT)
     assert "--q-file" in proc.stdout and "FWHM" in proc.stdout
+
+
+def _write_json(path, obj):
+    path.write_text(json.dumps(obj))
+    return str(path)
+
+
+def _failing_commands(tmp_path, film_file):
+    """(command line, what the one-line message must say): one failing input per command."""
+    blocked = tmp_path / "a_file"
+    blocked.write_text("a file, so nothing can be written below it")
+    curve = tmp_path / "curve.txt"
+    curve.write_text("0.01 0.5\n0.02 0.01\n0.03 0.001\n")
+    nr = tmp_path / "nr.npy"
+    np.save(nr, np.ones((2, 2, 10)))
+    return [
+        (["simulate", str(film_file), "--out", str(blocked / "o.csv")], "a_file"),  # unwritable output
+        (["profile", str(film_file), "--out", str(blocked / "p.csv")], "a_file"),
+        (["generate", _write_json(tmp_path / "g.json", {"n": -5}), "--out", str(tmp_path / "g")], "dataset.n"),
+        (["train", _write_json(tmp_path / "t.json", {"dataset": {}, "modle": {}}), "--out", str(tmp_path / "t")],
+         "unknown fields"),
+        (["predict", str(tmp_path / "no_such_run" / "model"), "--nr", str(nr), "--out", str(tmp_path / "p.npy")],
+         "not a model directory"),  # a run that does not exist
+        (["analyse", str(tmp_path / "no_such_run"), str(curve), "--out", str(tmp_path / "a.csv")],
+         "not a model directory"),
+        (["import-pyreflect", str(tmp_path / "missing.pth"), str(tmp_path / "missing.json")], "cannot read"),
+    ]
+
+
+def test_every_command_fails_with_one_line_and_exit_2(tmp_path, film_file, capsys):
+    for argv, message in _failing_commands(tmp_path, film_file):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1 and message in err, (argv, err)
+
+
+def test_hash_password_refuses_a_short_password(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "stdin", io.StringIO("short\n"))
+    assert main(["hash-password", "--stdin"]) == 2
+    assert capsys.readouterr().err == "error: use a password of at least 8 characters\n"
+
+
+def test_a_damaged_model_file_is_one_line(tmp_path, capsys):
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "model.json").write_text("{ not json")
+    (model / "model.pt").write_bytes(b"")
+    nr = tmp_path / "nr.npy"
+    np.save(nr, np.ones((1, 2, 10)))
+    assert main(["predict", str(model), "--nr", str(nr), "--out", str(tmp_path / "o.npy")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "model.json is not valid JSON" in err

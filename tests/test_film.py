@@ -3,7 +3,15 @@ import json
 import numpy as np
 import pytest
 
-from reflect_core.physics.film import Film, FilmError, Layer, film_from_dict, film_from_json, flip_stack, roughness_warnings
+from reflect_core.physics.film import (
+    Film,
+    FilmError,
+    Layer,
+    film_from_dict,
+    film_from_json,
+    flip_stack,
+    roughness_warnings,
+)
 from reflect_core.physics.presets import DEFAULT_BOUNDS, DEFAULT_FILM, PRESETS
 
 

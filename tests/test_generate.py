@@ -6,11 +6,10 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import ROOT
-from reflect_core.data.generate import (DatasetError, dataset_from_dict, default_dataset_dict, generate,
-                                   pair_consistency)
+
 from reflect_core.base.job_protocol import Paused
+from reflect_core.data.generate import DatasetError, dataset_from_dict, default_dataset_dict, generate, pair_consistency
 
 SIMPLE = {
     "film": {"layers": [{"name": "Si", "sld": 2.07, "roughness": 3},

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from reflect_core.store import history
 from reflect_core.accounts.access import LOCAL_USER, AccessError, User, check_owner, validate_username
+from reflect_core.store import history
 from reflect_core.store.history import HistoryError, RecordNotFound
 
 ALICE = User("alice")

@@ -7,23 +7,24 @@ import zipfile
 
 import numpy as np
 import pytest
-from streamlit.testing.v1 import AppTest
-
 from conftest import ROOT
-from reflect_core.store import history
+from streamlit.testing.v1 import AppTest
+from test_generate import SIMPLE
+
 from reflect_core.accounts.access import LOCAL_USER, AccessError, User
-from reflect_core.store.bundles import build_bundle, bundle_parts
-from reflect_core.data.generate import generate
-from reflect_core.store.importer import import_bundle, import_json
 from reflect_core.base.job_protocol import PrintReporter
+from reflect_core.base.storage import data_dir
+from reflect_core.data.generate import generate
+from reflect_core.ml.meta import ModelMeta
 from reflect_core.ml.model_store import load_model
 from reflect_core.ml.pipeline import train_on_arrays
 from reflect_core.ml.spec import TrainSpec
 from reflect_core.physics.presets import DEFAULT_FILM
+from reflect_core.store import history
+from reflect_core.store.bundles import build_bundle, bundle_parts
+from reflect_core.store.importer import import_bundle, import_json
 from reflect_core.store.records import record_dir
-from reflect_core.base.storage import data_dir
-from reflect_core.uploads.checks import UploadError
-from test_generate import SIMPLE
+from reflect_core.uploads import UploadError
 
 APP = str(ROOT / "app.py")
 
@@ -40,11 +41,10 @@ def trained_record(name: str, epochs: int) -> dict:
                           "training": {"epochs": epochs, "batch_size": 32}})
     folder = f"runs/{name}"
     data = generate(spec.dataset, data_dir() / folder / "data")
-    summary = train_on_arrays(np.load(data / "nr_train.npy"), np.load(data / "sld_train.npy"), spec,
-                              data_dir() / folder / "model", Quiet())
-    return history.add(LOCAL_USER, "training", name, spec.to_dict(),
-                       {"state": "completed", "rmse": summary["metrics"]["model"]["rmse"],
-                        "baseline_rmse": summary["metrics"]["baseline"]["rmse"]}, files=folder)
+    train_on_arrays(np.load(data / "nr_train.npy"), np.load(data / "sld_train.npy"), spec,
+                    data_dir() / folder / "model", Quiet())
+    summary = ModelMeta.read(data_dir() / folder / "model").summary()
+    return history.add(LOCAL_USER, "training", name, spec.to_dict(), {"state": "completed", **summary}, files=folder)
 
 
 @pytest.fixture

@@ -14,12 +14,17 @@ import pytest
 from reflect_core import jobs
 from reflect_core.base.storage import StorageError, atomic_write_json, read_json
 from reflect_core.jobs.worker import LOG_TAIL_LINES, FileControl, FileReporter
+from reflect_core.ml.spec import SpecError, TrainSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def train_spec(epochs: int, checkpoint_every: int = 0) -> dict:
+def train_spec(epochs: int, checkpoint_every: int = 0) -> TrainSpec:
     """A real training job that takes a few milliseconds per epoch."""
+    return TrainSpec.parse(raw_spec(epochs, checkpoint_every))
+
+
+def raw_spec(epochs: int, checkpoint_every: int = 0) -> dict:
     return {
         "kind": "train",
         "dataset": {"n": 64, "seed": 1, "nq": 32, "n_profile": 50},
@@ -161,13 +166,13 @@ def test_control_follows_control_json(tmp_path):
 
 
 def test_submit_refuses_bad_input():
-    with pytest.raises(jobs.JobError, match="must be a dict"):
-        jobs.submit([QUICK], owner="alice")
+    with pytest.raises(jobs.JobError, match="needs a TrainSpec"):
+        jobs.submit(raw_spec(3), owner="alice")  # specs are parsed at the boundary, once
     with pytest.raises(jobs.JobError, match="needs an owner"):
         jobs.submit(QUICK, owner="")
-    with pytest.raises(jobs.JobError, match=r"invalid job spec: training\.epochs"):
-        jobs.submit(train_spec(0), owner="alice")
-    with pytest.raises(jobs.JobError, match="no run"):
+    with pytest.raises(SpecError, match=r"training\.epochs"):
+        train_spec(0)
+    with pytest.raises(jobs.RunNotFound, match="no run"):
         jobs.get("20000101-000000-000000-0000")
     with pytest.raises(jobs.JobError, match="is not a run id"):
         jobs.get("../etc")
@@ -213,7 +218,8 @@ def test_job_runs_to_completion_and_records_its_result():
     run_id = jobs.submit(QUICK, owner="alice", name="quick")
     info = wait_for(run_id, state_is("completed", "failed"), what="completion")
     assert info.state == "completed", info.error
-    assert info.result["n_curves"] == 64 and "metrics" in info.result
+    assert info.result["n_curves"] == 64
+    assert (info.run_dir / "model" / "model.json").is_file()  # the metrics live there, not in the result
     assert (info.progress.epoch, info.progress.epochs_total, len(info.progress.val_loss)) == (3, 3, 3)
     assert info.attempts == 1 and info.ended >= info.started >= info.created
     assert (info.run_dir / "model").is_dir() and (info.run_dir / "data").is_dir()
@@ -291,6 +297,17 @@ def test_sigterm_acts_like_stop():
     assert info.state == "stopped", info.error
 
 
+def test_local_backend_kill_ends_the_worker_like_stop():
+    run_id = jobs.submit(ENDLESS, owner="alice")
+    info = wait_for(run_id, training_epoch_at_least(1), what="first epoch")
+    assert (info.backend, info.ref) == ("local", str(info.pid))
+    jobs.backends.get("local").kill(info.ref)  # SIGTERM, then SIGKILL if it were still there after the grace
+    info = wait_for(run_id, state_is("stopped", "failed"), what="stopped")
+    assert info.state == "stopped", info.error
+    with pytest.raises(ProcessLookupError):
+        os.kill(info.pid, 0)  # gone, and reaped
+
+
 def test_killed_worker_is_detected_and_resumable_and_other_runs_are_untouched(monkeypatch):
     monkeypatch.setenv("REFLECT_HEARTBEAT_TIMEOUT", "3")
     monkeypatch.setenv("REFLECT_MAX_CONCURRENT", "2")
@@ -354,7 +371,8 @@ def test_another_process_sees_the_running_job_and_can_stop_it():
 def test_worker_of_another_process_that_dies_is_detected(monkeypatch):
     """The server that started the worker is gone (a restarted Streamlit): the worker is not our child."""
     monkeypatch.setenv("REFLECT_HEARTBEAT_TIMEOUT", "3")
-    script = f"from reflect_core import jobs; print(jobs.submit({ENDLESS!r}, owner='alice'))"
+    script = ("from reflect_core import jobs; from reflect_core.ml.spec import TrainSpec; "
+              f"print(jobs.submit(TrainSpec.parse({raw_spec(100_000, checkpoint_every=1)!r}), owner='alice'))")
     out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     run_id = out.stdout.strip()

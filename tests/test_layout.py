@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 from conftest import ROOT
+
 from reflect_core.base import engines
 
 
@@ -18,8 +19,9 @@ def test_layout_exists_and_modal_app_imports():
 
 
 def test_library_never_imports_streamlit():
-    code = "import sys, reflect_core.cli, reflect_core.jobs.runs, reflect_core.store.history, reflect_core.uploads.checks; " \
-           "print('streamlit' in sys.modules)"
+    code = ("import sys, reflect_core.cli, reflect_core.jobs, reflect_core.jobs.worker, "
+            "reflect_core.store.history, reflect_core.uploads; "
+            "print('streamlit' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert out.stdout.strip() == "False", out.stderr
 

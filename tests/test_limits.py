@@ -1,11 +1,21 @@
 """Limits, rate limits and ownership of jobs."""
 
+import numpy as np
 import pytest
 
 from reflect_core import jobs
 from reflect_core.accounts import rate_limit
 from reflect_core.accounts.access import AccessError, User
-from reflect_core.accounts.limits import LOCAL, SHARED, LimitError, check_spec, check_upload_size, limits_for, spec_violations
+from reflect_core.accounts.limits import (
+    LOCAL,
+    SHARED,
+    LimitError,
+    check_spec,
+    check_upload_size,
+    limits_for,
+    spec_violations,
+)
+from reflect_core.ml.spec import TrainSpec
 
 ALICE, BOB, ADMIN = User("alice"), User("bob"), User("root", "admin")
 
@@ -26,9 +36,14 @@ def test_who_gets_which_profile():
     assert limits_for("root", "admin", login_enabled=True) is LOCAL
 
 
+ELEVEN_LAYERS = {"layers": [{"name": f"l{i}", "sld": 1.0, "thickness": 10.0, "roughness": 1.0} for i in range(11)]}
+
+
 def test_every_violation_is_listed_in_one_message():
-    spec = {"dataset": {"n": 6000, "prior": {"film": {"layers": [{"sld": 1}] * 11}}},
-            "model": {"layers": 13, "dropout": 0.6}, "training": {"epochs": 51, "batch_size": 65}}
+    spec = TrainSpec.parse({"dataset": {"n": 6000,
+                                        "prior": {"film": ELEVEN_LAYERS,
+                                                  "bounds": [{"i": 1, "par": "thickness", "bounds": [5.0, 20.0]}]}},
+                            "model": {"layers": 13, "dropout": 0.6}, "training": {"epochs": 51, "batch_size": 65}})
     with pytest.raises(LimitError) as info:
         check_spec(spec, SHARED, running_jobs=1)
     message = str(info.value)
@@ -36,6 +51,18 @@ def test_every_violation_is_listed_in_one_message():
                  "CNN layers 13 > 12", "dropout 0.6 > 0.5", "concurrent jobs"):
         assert part in message, part
     assert len(info.value.violations) == 7
+    assert spec_violations(spec, LOCAL) == []
+
+
+def test_uploaded_arrays_count_against_the_curve_limit(tmp_path, monkeypatch):
+    """The curve count of uploaded arrays is read from the stored array itself: a spec
+    cannot carry more curves than the profile allows under another key."""
+    monkeypatch.setenv("REFLECT_DATA_DIR", str(tmp_path))
+    folder = tmp_path / "uploads" / "alice" / "arrays" / "big"
+    folder.mkdir(parents=True)
+    np.save(folder / "nr_train.npy", np.zeros((5_001, 2, 4), np.float32))
+    spec = TrainSpec.parse({"dataset": {"arrays": "uploads/alice/arrays/big"}})
+    assert spec_violations(spec, SHARED) == ["curves 5,001 > 5,000"]
     assert spec_violations(spec, LOCAL) == []
 
 
@@ -53,7 +80,7 @@ def test_rate_limit_says_when_to_try_again(tmp_path, monkeypatch):
         rate_limit.hit("alice", "submit", now=1005.0)
     rate_limit.hit("bob", "submit", now=1005.0)  # per user
     rate_limit.hit("alice", "submit", now=1061.0)  # the window slid
-    for k in range(10):
+    for _ in range(10):
         rate_limit.hit("alice", "upload", now=2000.0)
     with pytest.raises(rate_limit.RateLimitError, match="uploads"):
         rate_limit.hit("alice", "upload", now=2001.0)
@@ -65,7 +92,7 @@ def test_user_b_cannot_touch_user_a_runs(tmp_path, monkeypatch):
     monkeypatch.setenv("REFLECT_MAX_CONCURRENT", "0")  # stays queued: no worker needed
     spec = {"dataset": {"n": 50}, "model": {"layers": 1, "channels": 4, "hidden": 8},
             "training": {"epochs": 1}}
-    run_id = jobs.submit(spec, ALICE.name, "alice's run")
+    run_id = jobs.submit(TrainSpec.parse(spec), ALICE.name, "alice's run")
     assert [r.run_id for r in jobs.runs_for(BOB)] == []
     assert [r.run_id for r in jobs.runs_for(ADMIN)] == [run_id]
     for action in ("cancel", "pause", "stop", "resume", "retry", "delete"):

@@ -1,8 +1,8 @@
 """SLD profiles and their consistency with the slab reflectivity model."""
 
 import numpy as np
-
 from conftest import DEFAULT_Q
+
 from reflect_core.physics.film import Film, Layer
 from reflect_core.physics.presets import DEFAULT_FILM
 from reflect_core.physics.profile import film_microslabs, microslab_stacks, profile_reflectivity, sld_profile
@@ -61,7 +61,8 @@ def test_microslab_agrees_with_slab_model_where_nevot_croce_holds():
     slab = reflectivity(stacks, DEFAULT_Q)
     graded = reflectivity(film_microslabs(stacks), DEFAULT_Q)
     decades = np.abs(np.log10(graded / slab))
-    print(f"unsmeared: p99 {np.percentile(np.abs(graded / slab - 1), 99):.4f}, {np.percentile(decades, 99):.4f} decades")
+    print(f"unsmeared: p99 {np.percentile(np.abs(graded / slab - 1), 99):.4f}, "
+          f"{np.percentile(decades, 99):.4f} decades")
     assert np.percentile(np.abs(graded / slab - 1), 99) <= 0.02
     assert np.percentile(decades, 99) <= 0.01
 

@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
+from conftest import DEFAULT_Q, random_stacks
 from refnx.reflect import _creflect
 
-from conftest import DEFAULT_Q, random_stacks
 from reflect_core.physics.film import Film, Layer
 from reflect_core.physics.kernel import parratt
 from reflect_core.physics.presets import PRESETS
@@ -46,7 +46,8 @@ def test_beam_through_substrate_matches_refnx_with_reversed_media():
     # refnx: fronting Si, backing D2O; each row's roughness is toward the fronting.
     layers = film.layers
     w = np.array([[0, layers[0].sld, 0, 0]]
-                 + [[l.thickness, l.sld, l.isld, layers[i - 1].roughness] for i, l in enumerate(layers) if 0 < i < len(layers) - 1]
+                 + [[l.thickness, l.sld, l.isld, layers[i - 1].roughness]
+                    for i, l in enumerate(layers) if 0 < i < len(layers) - 1]
                  + [[0, layers[-1].sld, layers[-1].isld, layers[-2].roughness]])
     np.testing.assert_allclose(ours, _creflect.abeles(q, w), rtol=1e-9)
     # and the edge is where Si/D2O total reflection should be

@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
+from conftest import DEFAULT_Q, random_stacks
 from refnx.reflect import _creflect
 
-from conftest import DEFAULT_Q, random_stacks
 from reflect_core.physics.reflectivity import reflectivity
 from reflect_core.physics.refnx_bridge import to_refnx_slabs
 from reflect_core.physics.resolution import FWHM_TO_SIGMA, critical_edge, resolution_fwhm, smearing_plan

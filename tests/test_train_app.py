@@ -4,9 +4,9 @@ values that survive switching pages."""
 import time
 
 import pytest
+from conftest import ROOT
 from streamlit.testing.v1 import AppTest
 
-from conftest import ROOT
 from reflect_core import jobs
 
 APP = str(ROOT / "app.py")
@@ -107,9 +107,9 @@ def test_edits_survive_switching_pages(app):
 def test_match_a_measured_curve_sets_q_range_and_resolution(app):
     import numpy as np
 
-    from reflect_core.store import user_files
     from reflect_core.accounts.access import LOCAL_USER
     from reflect_core.formats.curves import csv_text
+    from reflect_core.store import user_files
 
     q = np.geomspace(0.00835, 0.269, 120)
     user_files.save_curve(LOCAL_USER, "run212592.txt",

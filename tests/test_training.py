@@ -5,17 +5,24 @@ import json
 import numpy as np
 import pytest
 import torch
-
-from reflect_core.data.generate import dataset_from_dict, generate
-from reflect_core.base.job_protocol import NeverInterrupt, Paused, PrintReporter
-from reflect_core.ml.model_store import ModelLoadError, load_model
-from reflect_core.ml.settings import ModelError, ModelSettings, settings_from_dict
-from reflect_core.ml.pipeline import train_on_arrays
-from reflect_core.ml.spec import SpecError, TrainSpec
-from reflect_core.ml.predict import PredictError, predict
-from reflect_core.ml.training import Trainer, split_indices
-from reflect_core.ml.settings import TrainSettings, TrainingError, train_settings_from_dict
 from test_generate import SIMPLE
+
+from reflect_core.base.job_protocol import NeverInterrupt, Paused, PrintReporter
+from reflect_core.data.generate import dataset_from_dict, generate
+from reflect_core.ml.meta import ModelMeta
+from reflect_core.ml.model_store import ModelLoadError, load_model
+from reflect_core.ml.pipeline import train_on_arrays
+from reflect_core.ml.predict import PredictError, predict
+from reflect_core.ml.settings import (
+    ModelError,
+    ModelSettings,
+    TrainingError,
+    TrainSettings,
+    settings_from_dict,
+    train_settings_from_dict,
+)
+from reflect_core.ml.spec import SpecError, TrainSpec
+from reflect_core.ml.training import Trainer, split_indices
 
 SMALL_MODEL = ModelSettings(layers=2, channels=8, hidden=64, dropout=0.1)
 
@@ -51,12 +58,14 @@ def spec_for(epochs, **training):
 def test_tiny_run_beats_the_mean_profile_baseline_and_saves_a_model(arrays, tmp_path):
     nr, sld = arrays
     summary = train_on_arrays(nr, sld, spec_for(25), tmp_path / "model", Quiet())
-    model, baseline = summary["metrics"]["model"], summary["metrics"]["baseline"]
+    assert summary["epochs_run"] == 25 and "metrics" not in summary  # the metrics live in model.json alone
+    metrics = ModelMeta.read(tmp_path / "model").metrics
+    model, baseline = metrics["model"], metrics["baseline"]
     assert model["rmse"] < 0.5 * baseline["rmse"]
     assert model["r2"] > 0.5 and abs(baseline["r2"]) < 0.05
     assert model["nr_decades_median"] < baseline["nr_decades_median"]
     meta = json.loads((tmp_path / "model" / "model.json").read_text())
-    for key in ("model", "q", "z", "dq", "normalization", "prior", "metrics", "versions", "history"):
+    for key in ("schema", "model", "q", "z", "dq", "normalization", "prior", "metrics", "versions", "history"):
         assert key in meta
     assert len(meta["history"]["train"]) == 25 and len(meta["history"]["val_rmse"]) == 25
     # prediction with the saved model reproduces the evaluation's profiles

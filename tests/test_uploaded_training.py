@@ -4,15 +4,16 @@ import io
 
 import numpy as np
 import pytest
+from test_generate import SIMPLE
 
-from reflect_core.store import user_files
 from reflect_core.accounts.access import User
-from reflect_core.data.generate import dataset_from_dict, generate
 from reflect_core.base.job_protocol import PrintReporter
+from reflect_core.ml.meta import ModelMeta
+from reflect_core.data.generate import dataset_from_dict, generate
 from reflect_core.ml.pipeline import run_job
 from reflect_core.ml.spec import SpecError, TrainSpec
-from reflect_core.uploads.checks import validate_upload
-from test_generate import SIMPLE
+from reflect_core.store import user_files
+from reflect_core.uploads import validate_upload
 
 
 def test_uploaded_pair_trains_and_is_checked(tmp_path, monkeypatch):
@@ -28,7 +29,7 @@ def test_uploaded_pair_trains_and_is_checked(tmp_path, monkeypatch):
     spec = {"dataset": {"arrays": folder, "dq": 0.0294855},
             "model": {"layers": 1, "channels": 4, "hidden": 16}, "training": {"epochs": 2, "batch_size": 16}}
     summary = run_job(TrainSpec.parse(spec), tmp_path / "run", PrintReporter(stream=io.StringIO()))
-    assert summary["n_curves"] == 120 and summary["metrics"]["n_test"] == 12
+    assert summary["n_curves"] == 120 and ModelMeta.read(tmp_path / "run" / "model").metrics["n_test"] == 12
     assert not (tmp_path / "run" / "data").exists()  # nothing generated
 
 
@@ -46,7 +47,7 @@ def test_array_source_is_validated(tmp_path, monkeypatch, dataset, message):
 
 def test_mismatched_pair_is_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("REFLECT_DATA_DIR", str(tmp_path))
-    from reflect_core.uploads.checks import UploadError
+    from reflect_core.uploads import UploadError
 
     with pytest.raises(UploadError, match="120 curves but"):
         user_files.save_array_pair(User("alice"), ("a.npy", b"", (120, 2, 308)), ("b.npy", b"", (100, 2, 900)))
@@ -57,10 +58,10 @@ def test_cli_imports_pyreflect_weights_for_a_user(tmp_path, monkeypatch):
     import json
 
     import torch
+    from test_uploads import STATS, pyreflect_shaped_state, torch_bytes
 
     from reflect_core.cli import main
-    from reflect_core.uploads.checks import pyreflect_available
-    from test_uploads import STATS, pyreflect_shaped_state, torch_bytes
+    from reflect_core.uploads import pyreflect_available
 
     if not pyreflect_available():
         pytest.skip("pyreflect is not installed here")  # its CNN class is needed to check the weights

@@ -17,16 +17,25 @@ from numpy.lib import format as npy_format
 
 from reflect_core import uploads
 from reflect_core.formats.curves import Curve
-from reflect_core.physics.film import Film, Layer
 from reflect_core.ml.model_store import load_model
 from reflect_core.ml.models import build_model
-from reflect_core.ml.settings import settings_from_dict
 from reflect_core.ml.preprocess import Normalizer
-from reflect_core.uploads.checks import (UploadError, import_pyreflect_model, safe_filename, save_accepted,
-                                  unpack_model_zip, validate_upload)
+from reflect_core.ml.settings import settings_from_dict
+from reflect_core.physics.film import Film, Layer
+from reflect_core.physics.simulate import PYREFLECT_NQ, PYREFLECT_QMAX, PYREFLECT_QMIN
+from reflect_core.store.user_files import safe_filename, save_accepted
+from reflect_core.uploads import (
+    UploadError,
+    arrays,
+    common,
+    import_pyreflect_model,
+    pyreflect,
+    unpack_model_zip,
+    validate_upload,
+)
 
 LIMIT = 50_000_000
-Q = np.geomspace(0.0081, 0.1975, 308)
+Q = np.geomspace(PYREFLECT_QMIN, PYREFLECT_QMAX, PYREFLECT_NQ)  # pyreflect generator's grid
 Z = np.linspace(0.0, 450.0, 900)
 NEEDS_PYREFLECT = pytest.mark.skipif(not uploads.pyreflect_available(), reason="pyreflect is not installed")
 
@@ -368,7 +377,7 @@ def test_size_is_checked_before_any_parsing(monkeypatch):
     def must_not_parse(*args):
         raise AssertionError("parsed an oversized file")
 
-    monkeypatch.setattr(uploads, "_nr_curves", must_not_parse)
+    monkeypatch.setattr(arrays, "nr_curves", must_not_parse)
     with pytest.raises(UploadError, match="over the 10-byte limit"):
         validate_upload("x.npy", b"0" * 11, "nr", 10)
 
@@ -377,7 +386,7 @@ def test_zip_listing_is_checked_before_any_member_is_read(monkeypatch):
     def must_not_read(*args):
         raise AssertionError("decompressed a member of a refused zip")
 
-    monkeypatch.setattr(uploads, "_read_member", must_not_read)
+    monkeypatch.setattr(common, "_read_member", must_not_read)
     for data in (zip_of({"model.json": b"0" * 2_000_000}), zip_of({"../model.pt": b"x"}), symlink_zip()):
         with pytest.raises(UploadError):
             validate_upload("m.zip", data, "model", 1_000_000)
@@ -437,7 +446,7 @@ def test_stats_that_would_create_a_file_never_do(tmp_path):
 def test_nr_and_sld_arrays_are_accepted():
     nr = validate_upload("nr_train.npy", npy(nr_array(5)), "nr", LIMIT)
     assert nr.content.shape == (5, 2, 308) and np.array_equal(nr.content, nr_array(5))
-    assert nr.description == "5 NR curves on 308 Q points, 0.0081–0.1975 Å⁻¹"
+    assert nr.description == "5 NR curves on 308 Q points, 0.008101–0.1976 Å⁻¹"
     sld = validate_upload("sld_train.npy", npy(np.asfortranarray(sld_array(5).astype(np.float64))), "sld", LIMIT)
     assert np.array_equal(sld.content, sld_array(5)) and sld.description.startswith("5 SLD profiles on 900 z points")
 
@@ -479,12 +488,12 @@ def test_films_are_accepted():
 def test_model_zip_is_accepted_and_unpacks_to_a_loadable_model(prefix, tmp_path):
     data = model_zip(prefix=prefix)
     accepted = validate_upload("model.zip", data, "model", LIMIT)
-    assert accepted.content["model"] == SMALL
+    assert accepted.content.model.to_dict() == SMALL
     assert accepted.description.startswith("compact_cnn model: ") and "40 Q points" in accepted.description
     model_dir = unpack_model_zip("model.zip", data, tmp_path / "models" / "m1", LIMIT)
     assert sorted(p.name for p in model_dir.iterdir()) == ["model.json", "model.pt"]
     assert [p.name for p in model_dir.parent.iterdir()] == ["m1"]  # no temporary folder left behind
-    model, meta, normalizer = load_model(model_dir)
+    model, meta = load_model(model_dir)
     for name, tensor in model.state_dict().items():
         assert torch.equal(tensor, small_state()[name])
     with pytest.raises(FileExistsError):
@@ -509,10 +518,11 @@ def test_pyreflect_weights_are_accepted_and_imported(tmp_path):
     accepted = validate_upload("cnn.pth", weights, "pyreflect_weights", LIMIT)
     assert accepted.content == {"layers": 12, "parameters": 155_285_778}
     model_dir = import_pyreflect_model(weights, STATS, tmp_path / "imported", filename="cnn.pth")
-    model, meta, normalizer = load_model(model_dir)
-    assert meta["model"]["arch"] == "pyreflect_cnn" and meta["model"]["layers"] == 12
-    np.testing.assert_allclose(meta["q"], Q)
-    np.testing.assert_allclose(meta["z"], np.linspace(0.0, 640.0, 900))
+    model, meta = load_model(model_dir)
+    normalizer = meta.normalization
+    assert meta.model.arch == "pyreflect_cnn" and meta.model.layers == 12
+    np.testing.assert_allclose(meta.q, Q)
+    np.testing.assert_allclose(meta.z, np.linspace(0.0, 640.0, 900))
     assert normalizer == Normalizer(log_r_min=-8.0, log_r_max=0.0, sld_min=-0.5, sld_max=6.4, q_min=0.0081,
                                     q_max=0.1975, z_min=0.0, z_max=640.0)
     with torch.no_grad():
@@ -521,7 +531,7 @@ def test_pyreflect_weights_are_accepted_and_imported(tmp_path):
 
 
 def test_import_says_pyreflect_is_needed(monkeypatch, tmp_path):
-    monkeypatch.setattr(uploads, "pyreflect_available", lambda: False)
+    monkeypatch.setattr(pyreflect, "pyreflect_available", lambda: False)
     with pytest.raises(UploadError, match="pyreflect weights need pyreflect installed"):
         import_pyreflect_model(b"anything", STATS, tmp_path / "m", filename="cnn.pth")
     with pytest.raises(UploadError, match="cnn.pth: pyreflect weights need pyreflect"):

@@ -5,17 +5,19 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from reflect_core.data.prior import Bound, free_parameters, suggest_bounds
 from reflect_core.physics.film import FIELD_UNITS, Film
 from reflect_core.physics.presets import DEFAULT_BOUNDS, DEFAULT_FILM
-from reflect_core.data.prior import Bound, free_parameters, suggest_bounds
 
 TABLE = "train_bounds_table"
 TABLE_FILM = "train_bounds_film"
+EDITOR = "train_bounds_editor"
 
 
 def _initial_bounds(film: Film) -> dict:
     same_as_default = [l.name for l in film.layers] == [l.name for l in DEFAULT_FILM.layers]
-    bounds = [Bound(b["i"], b["par"], *b["bounds"]) for b in DEFAULT_BOUNDS] if same_as_default else suggest_bounds(film)
+    bounds = ([Bound(b["i"], b["par"], *b["bounds"]) for b in DEFAULT_BOUNDS] if same_as_default
+              else suggest_bounds(film))
     return {(b.layer, b.par): b for b in bounds}
 
 
@@ -39,6 +41,13 @@ def _position(table: pd.DataFrame) -> pd.Series:
     return ((value - low) / span).clip(0, 1).fillna(0.5)
 
 
+def restore_bounds(film: Film, bounds: list[dict]) -> None:
+    """Show exactly these bounds (pyreflect's ``layer_bound`` form) for ``film`` next time."""
+    chosen = {(b["i"], b["par"]): Bound(b["i"], b["par"], *b["bounds"]) for b in bounds}
+    st.session_state[TABLE], st.session_state[TABLE_FILM] = _table(film, chosen), film.to_json()
+    st.session_state.pop(EDITOR, None)  # edits made in the table before belong to the old one
+
+
 def render_bounds_editor(film: Film) -> list[dict]:
     """The bounds the user chose, in pyreflect's ``layer_bound`` form."""
     signature = film.to_json()
@@ -53,7 +62,7 @@ def render_bounds_editor(film: Film) -> list[dict]:
     table["value in range"] = _position(table)
     edited = st.data_editor(
         table,
-        key="train_bounds_editor",
+        key=EDITOR,
         hide_index=True,
         width="stretch",
         disabled=["layer", "parameter", "value", "value in range"],

@@ -6,9 +6,9 @@ import streamlit as st
 
 from reflect_core.accounts import rate_limit
 from reflect_core.accounts.access import User
-from reflect_core.store.importer import import_bundle, import_json
 from reflect_core.accounts.limits import LimitError, check_upload_size
-from reflect_core.uploads.checks import UploadError
+from reflect_core.store.importer import import_bundle, import_json
+from reflect_core.uploads import UploadError
 
 from .session import current_limits, rate_limit_per_minute
 

@@ -1,7 +1,9 @@
 """Live view of the user's training jobs: state, progress, losses, log, controls.
 
 Polled with ``st.fragment(run_every=...)``: each poll also advances the queue and
-detects dead workers (``jobs.tick``), so the page needs no background thread.
+detects dead workers (``jobs.tick``), so the page needs no background thread. The page
+reads local run files only; ``tick`` asks a remote backend at most once per its poll
+interval however many tabs poll, so a poll here costs a few file reads.
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ import time
 import streamlit as st
 
 from reflect_core import jobs
-from reflect_core.store import records
 from reflect_core.accounts.access import AccessError, User
+from reflect_core.base.errors import NotFound
+from reflect_core.store import records
 from reflect_core.viz.figures import loss_figure
 
 POLL_SECONDS = 2.0
@@ -118,7 +121,7 @@ def render_monitor(run_id: str, state_when_drawn: str, user: User) -> None:
     jobs.tick()
     try:
         run = jobs.get(run_id, user=user)
-    except jobs.JobError:
+    except NotFound:  # deleted meanwhile (in another tab)
         st.rerun()
     if run.state != state_when_drawn:
         st.rerun()

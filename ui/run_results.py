@@ -3,7 +3,6 @@ curve in detail, a parity view, the loss curves and the model download."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -11,12 +10,14 @@ import pandas as pd
 import streamlit as st
 
 from reflect_core.base import storage
-from reflect_core.store.bundles import directory_size, zip_directory
+from reflect_core.data.generate import NR_FILE, SLD_FILE
 from reflect_core.formats.curves import Curve
 from reflect_core.ml.evaluation import recomputed_nr
-from reflect_core.viz.figures import loss_figure, parity_figure, profile_comparison_figure, reflectivity_figure
-from reflect_core.data.generate import NR_FILE, SLD_FILE
+from reflect_core.ml.meta import META, ModelLoadError, ModelMeta
 from reflect_core.ml.predict import predict
+from reflect_core.store.bundles import directory_size, zip_directory
+from reflect_core.store.records import MODEL_FOLDER
+from reflect_core.viz.figures import loss_figure, parity_figure, profile_comparison_figure, reflectivity_figure
 
 PARITY_CURVES = 300
 
@@ -24,8 +25,7 @@ PARITY_CURVES = 300
 @st.cache_data(show_spinner=False, max_entries=8)
 def _test_predictions(model_dir: str, data_dir: str, mtime: float):
     """(test index, true NR (n,2,L), true SLD (n,M), predicted SLD (n,M)) for up to PARITY_CURVES test curves."""
-    meta = json.loads((Path(model_dir) / "model.json").read_text())
-    index = np.asarray(meta["test_index"][:PARITY_CURVES])
+    index = np.asarray(ModelMeta.read(model_dir).test_index[:PARITY_CURVES])
     nr = np.load(Path(data_dir) / NR_FILE, mmap_mode="r")[index]
     sld = np.load(Path(data_dir) / SLD_FILE, mmap_mode="r")[index, 1]
     return index, np.asarray(nr), np.asarray(sld), predict(model_dir, nr)[:, 1]
@@ -33,7 +33,8 @@ def _test_predictions(model_dir: str, data_dir: str, mtime: float):
 
 def _metrics_table(metrics: dict) -> pd.DataFrame:
     rows = [("SLD RMSE (10⁻⁶ Å⁻²)", "rmse"), ("SLD MAE (10⁻⁶ Å⁻²)", "mae"),
-            ("R² (vs mean training profile)", "r2"), ("NR from profile, median |Δlog₁₀R| (decades)", "nr_decades_median")]
+            ("R² (vs mean training profile)", "r2"),
+            ("NR from profile, median |Δlog₁₀R| (decades)", "nr_decades_median")]
     return pd.DataFrame({
         "metric": [label for label, _ in rows],
         "model": [metrics["model"][key] for _, key in rows],
@@ -42,24 +43,27 @@ def _metrics_table(metrics: dict) -> pd.DataFrame:
 
 
 def render_results(run_dir: Path) -> None:
-    model_dir = run_dir / "model"
-    meta = json.loads((model_dir / "model.json").read_text())
-    data_dir = storage.data_dir() / meta["data_folder"] if meta.get("data_folder") else run_dir / "data"
-    metrics = meta["metrics"]
+    model_dir = run_dir / MODEL_FOLDER
+    try:
+        meta = ModelMeta.read(model_dir)
+    except ModelLoadError as exc:
+        st.error(f"The trained model cannot be read: {exc}")
+        return
+    data_dir = storage.data_dir() / meta.data_folder if meta.data_folder else run_dir / "data"
+    metrics = meta.metrics
     st.subheader("Results on the held-out test set")
     ratio = metrics["model"]["rmse"] / metrics["baseline"]["rmse"]
     st.caption(f"{metrics['n_test']:,} test curves never used for training, normalisation or model selection. "
                f"Model RMSE is {ratio:.0%} of the baseline's. Normalised MSE {metrics['normalized_mse']:.3g}. "
-               f"Best epoch {meta['best_epoch']}, {meta['parameters']:,} parameters.")
+               f"Best epoch {meta.best_epoch}, {meta.parameters:,} parameters.")
     st.dataframe(_metrics_table(metrics), hide_index=True, width="stretch")
 
     index, nr, sld_true, sld_pred = _test_predictions(str(model_dir), str(data_dir),
-                                                      (model_dir / "model.json").stat().st_mtime)
-    z, q = np.asarray(meta["z"]), np.asarray(meta["q"])
+                                                      (model_dir / META).stat().st_mtime)
+    z, q = meta.z, meta.q
     pick = st.number_input(f"Test curve (0–{len(index) - 1})", min_value=0, max_value=len(index) - 1, value=0,
                            key=f"curve_{run_dir.name}")
-    beam = meta.get("beam_from", "ambient")
-    r_pred = recomputed_nr(z, sld_pred[pick][None], q, meta["dq"], beam)[0]
+    r_pred = recomputed_nr(z, sld_pred[pick][None], q, meta.dq, meta.beam_from)[0]
     left, right = st.columns(2)
     left.plotly_chart(profile_comparison_figure(z, [("ground truth", sld_true[pick]), ("predicted", sld_pred[pick])]),
                       key=f"profile_{run_dir.name}")
@@ -67,7 +71,7 @@ def render_results(run_dir: Path) -> None:
                                            data=Curve(q=q, r=nr[pick, 1])), key=f"nr_{run_dir.name}")
     left, right = st.columns(2)
     left.plotly_chart(parity_figure(sld_true, sld_pred), key=f"parity_{run_dir.name}")
-    history = meta["history"]
+    history = meta.history
     right.plotly_chart(loss_figure(history["train"], history["val"]), key=f"history_{run_dir.name}")
 
     size = directory_size(model_dir)

@@ -20,6 +20,11 @@ def seed(key: str, default, name: str | None = None):
     return key
 
 
+def remembered(name: str, default=None):
+    """The value last kept under ``name`` (by this page or another)."""
+    return st.session_state.get(_SHADOW + name, default)
+
+
 def keep(name: str, value):
     """Call after the widget ran: remember its value for the next visit (and other pages)."""
     st.session_state[_SHADOW + name] = value

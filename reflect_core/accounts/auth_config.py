@@ -19,8 +19,8 @@ from pathlib import Path
 
 import yaml
 
-from reflect_core.base.storage import atomic_write_bytes
 from reflect_core.base.errors import InvalidInput
+from reflect_core.base.storage import atomic_write_bytes
 
 BCRYPT = re.compile(r"^\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}$")
 MIN_COOKIE_KEY_BYTES = 32
@@ -40,7 +40,8 @@ def validate_auth_config(config) -> dict:
         password = (entry or {}).get("password", "")
         if not isinstance(password, str) or not BCRYPT.match(password):
             raise AuthConfigError(f"credentials.usernames.{name}.password must be a bcrypt hash ($2b$…); "
-                                  "plain-text passwords are refused. Hash one with: python -m reflect_core hash-password")
+                                  "plain-text passwords are refused. "
+                                  "Hash one with: python -m reflect_core hash-password")
     cookie = config.get("cookie") or {}
     if len(str(cookie.get("key", "")).encode()) < MIN_COOKIE_KEY_BYTES:
         raise AuthConfigError(f"cookie.key must be at least {MIN_COOKIE_KEY_BYTES} bytes of random text")

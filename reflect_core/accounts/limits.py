@@ -4,9 +4,10 @@ these numbers and the server re-checks every request, listing every violation.""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from reflect_core.base import errors
+from reflect_core.ml.spec import ArraySource, TrainSpec
 
 MB = 1_000_000
 
@@ -24,9 +25,6 @@ class Limits:
     ae_mlp_epochs: int
     concurrent_jobs: int
     upload_bytes: int
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 LOCAL = Limits("local", curves=100_000, film_layers=20, batch_size=512, epochs=1000, cnn_layers=20, dropout=0.9,
@@ -54,26 +52,27 @@ def limits_for(user_name: str, role: str, login_enabled: bool, allowlist=()) -> 
     return SHARED
 
 
-def spec_violations(spec: dict, limits: Limits, running_jobs: int = 0) -> list[str]:
-    """Every limit a training job spec breaks (an empty list when it fits)."""
-    dataset, model, training = (spec.get(k) or {} for k in ("dataset", "model", "training"))
-    film = ((dataset.get("prior") or {}).get("film") or dataset.get("film") or {})
+def spec_violations(spec: TrainSpec, limits: Limits, running_jobs: int = 0) -> list[str]:
+    """Every limit a validated training spec breaks (an empty list when it fits). The
+    spec object is the one the pipeline runs, so no field can slip past under another key."""
+    dataset = spec.dataset
+    uploaded = isinstance(dataset, ArraySource)
     checks = [
-        ("curves", dataset.get("n", 0)),
-        ("film_layers", len(film.get("layers", []))),
-        ("batch_size", training.get("batch_size", 0)),
-        ("epochs", training.get("epochs", 0)),
-        ("cnn_layers", model.get("layers", 0)),
-        ("dropout", model.get("dropout", 0.0)),
+        ("curves", dataset.n),
+        ("film_layers", 0 if uploaded else len(dataset.prior.film.layers)),
+        ("batch_size", spec.training.batch_size),
+        ("epochs", spec.training.epochs),
+        ("cnn_layers", spec.model.layers),
+        ("dropout", spec.model.dropout),
     ]
     found = [f"{LABELS[name]} {value:,} > {getattr(limits, name):,}" for name, value in checks
-             if isinstance(value, (int, float)) and value > getattr(limits, name)]
+             if value > getattr(limits, name)]
     if running_jobs >= limits.concurrent_jobs:
         found.append(f"{LABELS['concurrent_jobs']}: {running_jobs} already active, limit {limits.concurrent_jobs}")
     return found
 
 
-def check_spec(spec: dict, limits: Limits, running_jobs: int = 0) -> None:
+def check_spec(spec: TrainSpec, limits: Limits, running_jobs: int = 0) -> None:
     found = spec_violations(spec, limits, running_jobs)
     if found:
         raise LimitError(found, limits)

@@ -12,8 +12,8 @@ import time
 
 from filelock import FileLock
 
-from reflect_core.base.storage import atomic_write_json, data_dir
 from reflect_core.base.errors import LimitError
+from reflect_core.base.storage import atomic_write_json, data_dir
 
 WINDOW_S = 60.0
 DEFAULT_PER_MINUTE = {"submit": 5, "upload": 10}

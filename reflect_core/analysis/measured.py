@@ -5,17 +5,19 @@ and saving all of it as an "analysis" history record."""
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from reflect_core.store import history
 from reflect_core.accounts.access import User, validate_username
-from reflect_core.store.bundles import FOLDER_PARTS
-from reflect_core.formats.curves import Curve, csv_text, parse_curve
-from reflect_core.ml.evaluation import LOG_FLOOR, recomputed_nr
 from reflect_core.base.storage import atomic_write_bytes, data_dir
+from reflect_core.formats.curves import Curve, CurveError, csv_text, parse_curve
+from reflect_core.ml.evaluation import LOG_FLOOR, recomputed_nr
+from reflect_core.ml.model_store import load_model
+from reflect_core.ml.predict import apply_model, curves_on_model_grid
+from reflect_core.store import history
+from reflect_core.store.bundles import FOLDER_PARTS
 
 RESULTS = FOLDER_PARTS[2]  # the record's folder part that holds the measured curve and the CSVs
 PROFILE_FILE, RECOMPUTED_FILE = "profile.csv", "recomputed.csv"
@@ -29,6 +31,7 @@ class Analysis:
     q: np.ndarray  # the data's Q, Å⁻¹
     r: np.ndarray  # R recomputed from the profile at q
     agreement: dict
+    notes: tuple[str, ...] = ()  # how the curve was brought onto the model's Q grid (cropped, padded)
 
 
 def has_own_resolution(curve: Curve) -> bool:
@@ -69,7 +72,8 @@ def agreement(curve: Curve, r_calc: np.ndarray) -> dict:
     """
     r = np.asarray(curve.r, dtype=float)
     positive = r > 0
-    decades = np.abs(np.log10(np.clip(r_calc[positive], LOG_FLOOR, None)) - np.log10(np.clip(r[positive], LOG_FLOOR, None)))
+    decades = np.abs(np.log10(np.clip(r_calc[positive], LOG_FLOOR, None))
+                     - np.log10(np.clip(r[positive], LOG_FLOOR, None)))
     out = {"points": int(r.size), "points_positive": int(positive.sum()),
            "median_decades": float(np.median(decades)) if decades.size else None, "chi2_reduced": None,
            "scale": None, "background": None, "chi2_reduced_scaled": None}
@@ -89,9 +93,21 @@ def agreement(curve: Curve, r_calc: np.ndarray) -> dict:
 def analyse(z: np.ndarray, sld: np.ndarray, curve: Curve, model_dq: float, beam_from: str = "ambient") -> Analysis:
     curve = curve.sorted()
     if curve.r is None:
-        raise ValueError("this curve holds only Q values: an analysis needs R")
+        raise CurveError("this curve holds only Q values: an analysis needs R")
     r_calc = recompute_at_data(z, sld, curve, model_dq, beam_from)
     return Analysis(np.asarray(z, float), np.asarray(sld, float), curve.q, r_calc, agreement(curve, r_calc))
+
+
+def analyse_with_model(model_dir, curve: Curve) -> Analysis:
+    """The model's profile for a measured curve (resampled onto its Q grid, with what was
+    cropped or padded said in ``notes``) and how well that profile explains the data."""
+    curve = curve.sorted()
+    if curve.r is None:
+        raise CurveError("this curve holds only Q values: an analysis needs R")
+    model, meta = load_model(model_dir)
+    matched = curves_on_model_grid(np.stack([np.stack([curve.q, curve.r])]), meta.q, meta.dq, resample=True)
+    sld = apply_model(model, meta, matched.r)[0]
+    return replace(analyse(sld[0], sld[1], curve, meta.dq, meta.beam_from), notes=matched.notes)
 
 
 def save_analysis(user: User, name: str, analysis: Analysis, measured_name: str, measured: bytes,

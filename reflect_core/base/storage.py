@@ -12,6 +12,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
+
 from reflect_core.base.errors import ReflectError
 
 

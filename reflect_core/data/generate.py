@@ -28,7 +28,7 @@ from reflect_core.physics.presets import DEFAULT_BOUNDS, DEFAULT_FILM
 from reflect_core.data.prior import SAMPLERS, Prior, PriorError, prior_from_dict
 from reflect_core.physics.profile import DEFAULT_PROFILE_POINTS, PROFILE_MARGIN_MIN, PROFILE_MARGIN_SIGMAS, microslab_stacks, sld_profile
 from reflect_core.physics.reflectivity import reflectivity
-from reflect_core.physics.simulate import PYREFLECT_DQ
+from reflect_core.physics.simulate import PYREFLECT_DQ, PYREFLECT_NQ, PYREFLECT_QMAX, PYREFLECT_QMIN
 from reflect_core.base.errors import InvalidInput
 
 NR_FILE, SLD_FILE, PARAMS_FILE, CONFIG_FILE, STATUS_FILE = (
@@ -55,9 +55,9 @@ class DatasetConfig:
     n: int = 5000
     seed: int = 0
     sampler: str = "latin_hypercube"
-    qmin: float = 0.0081
-    qmax: float = 0.1975
-    nq: int = 308
+    qmin: float = PYREFLECT_QMIN
+    qmax: float = PYREFLECT_QMAX
+    nq: int = PYREFLECT_NQ
     spacing: str = "log"
     dq: float = PYREFLECT_DQ
     n_profile: int = DEFAULT_PROFILE_POINTS

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+
 from reflect_core.base.errors import InvalidInput
 
 MAX_ARRAY_BYTES = 2_000_000_000

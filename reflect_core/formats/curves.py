@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from reflect_core.base.storage import read_bounded
 from reflect_core.base.errors import InvalidInput
+from reflect_core.base.storage import read_bounded
 
 MAX_CURVE_BYTES = 20_000_000
 
@@ -106,16 +106,16 @@ def matching_grid(curve: Curve) -> dict:
 
 
 def q_grid(qmin: float, qmax: float, n: int, spacing: str = "log") -> np.ndarray:
-    """Q values in Å⁻¹; the default synthetic grid is q_grid(0.0081, 0.1975, 308)."""
+    """Q values in Å⁻¹; the default synthetic grid is pyreflect's (``physics.simulate.PYREFLECT_Q*``)."""
     if not (np.isfinite(qmin) and np.isfinite(qmax)) or qmin <= 0 or qmax <= qmin:
-        raise ValueError(f"need 0 < Q min < Q max, got Q min {qmin:g}, Q max {qmax:g} Å⁻¹")
+        raise InvalidInput(f"need 0 < Q min < Q max, got Q min {qmin:g}, Q max {qmax:g} Å⁻¹")
     if int(n) < 2:
-        raise ValueError(f"need at least 2 Q points, got {n}")
+        raise InvalidInput(f"need at least 2 Q points, got {n}")
     if spacing == "log":
         return np.geomspace(qmin, qmax, int(n))
     if spacing == "linear":
         return np.linspace(qmin, qmax, int(n))
-    raise ValueError(f"spacing must be 'log' or 'linear', got {spacing!r}")
+    raise InvalidInput(f"spacing must be 'log' or 'linear', got {spacing!r}")
 
 
 def csv_text(header: list[str], columns: list[np.ndarray]) -> str:

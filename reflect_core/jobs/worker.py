@@ -1,4 +1,5 @@
-"""``python -m reflect_core.jobs.worker RUN_DIR``: run one job that ``jobs.tick`` launched.
+"""``python -m reflect_core.jobs.worker RUN_DIR``: run one job that the local backend
+launched (``jobs.backends.local``); it claims its run by its pid, the local backend's ref.
 
 Reports progress to ``progress.json`` and ``log.txt``, beats a heartbeat every
 second from a thread (also during a long epoch), obeys ``control.json`` (pause,
@@ -18,9 +19,9 @@ import traceback
 from pathlib import Path
 
 from reflect_core import jobs
-from reflect_core.ml.spec import TrainSpec
 from reflect_core.base.job_protocol import Paused, Stopped
 from reflect_core.base.storage import StorageError, atomic_write_json, read_json
+from reflect_core.ml.spec import TrainSpec
 
 HEARTBEAT_INTERVAL_S = 1.0
 PROGRESS_MIN_INTERVAL_S = 0.5  # throttles log and in-phase updates; the heartbeat writes any left over

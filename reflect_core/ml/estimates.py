@@ -10,8 +10,7 @@ import torch
 
 from reflect_core.data.generate import DatasetConfig, simulate_chunk
 from reflect_core.ml.models import build_model, parameter_count
-from reflect_core.ml.settings import ModelSettings
-from reflect_core.ml.settings import TrainSettings
+from reflect_core.ml.settings import ModelSettings, TrainSettings
 
 BYTES_PER_VALUE = 4  # float32 arrays
 

@@ -7,7 +7,8 @@ import importlib.util
 import torch
 from torch import nn
 
-from reflect_core.ml.settings import ModelSettings
+from reflect_core.ml.settings import ModelError, ModelSettings
+
 
 class CompactCNN(nn.Module):
     """A small 1-D CNN: (conv, GELU, max-pool) blocks, then two dense layers.

@@ -19,24 +19,20 @@ Run directory: ``data/`` (generated arrays, reused by retry and resume),
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from reflect_core.base.job_protocol import NeverInterrupt
+from reflect_core.base.storage import data_dir
+from reflect_core.data.generate import NR_FILE, SLD_FILE, generate
 from reflect_core.formats.arrays import load_training_arrays
 from reflect_core.ml.evaluation import evaluate
-from reflect_core.data.generate import NR_FILE, SLD_FILE, DatasetConfig, DatasetError, dataset_from_dict, generate
-from reflect_core.base.job_protocol import NeverInterrupt
+from reflect_core.ml.meta import ModelMeta
 from reflect_core.ml.model_store import save_model
 from reflect_core.ml.models import parameter_count
-from reflect_core.ml.settings import ModelError, ModelSettings, settings_from_dict
-from reflect_core.data.prior import PriorError
-from reflect_core.physics.simulate import PYREFLECT_DQ
-from reflect_core.base.storage import data_dir
+from reflect_core.ml.spec import ArraySource, TrainSpec
 from reflect_core.ml.training import CHECKPOINT, Trainer
-from reflect_core.ml.settings import TrainSettings, TrainingError, train_settings_from_dict
-from reflect_core.base.errors import InvalidInput
 
 
 def train_on_arrays(nr: np.ndarray, sld: np.ndarray, spec: TrainSpec, model_dir: Path, reporter,
@@ -57,19 +53,19 @@ def train_on_arrays(nr: np.ndarray, sld: np.ndarray, spec: TrainSpec, model_dir:
     metrics = evaluate(pred, sld[test.index, 1], train_mean, nmse, nr[test.index, 1], trainer.q, trainer.z,
                        spec.dataset.dq, spec.beam_from)
     reporter.phase("saving")
-    meta = {
-        "model": spec.model.to_dict(), "training": spec.training.to_dict(), "prior": spec.prior,
-        "beam_from": spec.beam_from, "data_folder": data_folder,
-        "dataset": spec.dataset.to_dict(), "q": trainer.q.tolist(), "z": trainer.z.tolist(),
-        "dq": spec.dataset.dq, "normalization": trainer.normalizer.to_dict(), "metrics": metrics,
-        "history": trainer.state["history"], "best_epoch": trainer.state["best_epoch"],
-        "parameters": parameter_count(trainer.model), "test_index": test.index.tolist(),
-    }
+    meta = ModelMeta(
+        model=spec.model, training=spec.training, prior=spec.prior, beam_from=spec.beam_from,
+        data_folder=data_folder, dataset=spec.dataset.to_dict(), q=np.asarray(trainer.q, float),
+        z=np.asarray(trainer.z, float), dq=spec.dataset.dq, normalization=trainer.normalizer, metrics=metrics,
+        history=trainer.state["history"], best_epoch=trainer.state["best_epoch"],
+        parameters=parameter_count(trainer.model), test_index=test.index.tolist(),
+    )
     save_model(model_dir, trainer.model, meta)
     if checkpoint is not None:
         checkpoint.unlink(missing_ok=True)
-    return {"metrics": metrics, "parameters": meta["parameters"], "best_epoch": meta["best_epoch"],
-            "epochs_run": trainer.state["epoch"], "training_s": round(time.monotonic() - t0, 2)}
+    # Metrics live in model.json only; the run's result says where the model is and how long it took.
+    return {"model": model_dir.name, "epochs_run": trainer.state["epoch"],
+            "training_s": round(time.monotonic() - t0, 2)}
 
 
 def _relative_to_data_dir(folder: Path) -> str | None:

@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from reflect_core.base.errors import InvalidInput
+
 R_FLOOR = 1e-8  # pyreflect clips R at 1e-8 before log10
 
 
@@ -33,7 +35,7 @@ class Normalizer:
                                      nr[:, 0].min(), nr[:, 0].max(), sld[:, 0].min(), sld[:, 0].max())]
         for name, lo, hi in (("log10 R", values[0], values[1]), ("SLD", values[2], values[3])):
             if not hi > lo:
-                raise ValueError(f"cannot normalise: every training {name} value is {lo:g}")
+                raise InvalidInput(f"cannot normalise: every training {name} value is {lo:g}")
         return cls(*values, r_floor=r_floor)
 
     def nr(self, r: np.ndarray) -> np.ndarray:
@@ -54,10 +56,3 @@ class Normalizer:
     @classmethod
     def from_dict(cls, data: dict) -> "Normalizer":
         return cls(**{k: float(data[k]) for k in cls.__dataclass_fields__})
-
-    def pyreflect_stats(self) -> dict:
-        """The same statistics in pyreflect's layout (its loader expects this dict)."""
-        return {
-            "nr": {"x": {"min": self.q_min, "max": self.q_max}, "y": {"min": self.log_r_min, "max": self.log_r_max}},
-            "sld": {"x": {"min": self.z_min, "max": self.z_max}, "y": {"min": self.sld_min, "max": self.sld_max}},
-        }

@@ -72,8 +72,10 @@ def train_settings_from_dict(raw: dict) -> TrainSettings:
                           "patience": (0, 100_000), "checkpoint_every": (0, 100_000)}, "training", TrainingError)
     for name in ("lr", "weight_decay"):
         value = getattr(settings, name)
-        if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0 or (name == "lr" and value == 0):
-            raise TrainingError(f"training.{name}: must be a finite number {'> 0' if name == 'lr' else '≥ 0'}, got {value!r}")
+        if (not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0
+                or (name == "lr" and value == 0)):
+            raise TrainingError(f"training.{name}: must be a finite number "
+                                f"{'> 0' if name == 'lr' else '≥ 0'}, got {value!r}")
     if settings.optimizer not in OPTIMIZERS:
         raise TrainingError(f"training.optimizer: must be one of {OPTIMIZERS}, got {settings.optimizer!r}")
     for name in ("val_fraction", "test_fraction"):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,9 +20,8 @@ from torch import nn
 
 from reflect_core.base.job_protocol import NeverInterrupt, Paused, Stopped
 from reflect_core.ml.models import build_model
-from reflect_core.ml.settings import ModelSettings
 from reflect_core.ml.preprocess import Normalizer
-from reflect_core.ml.settings import OPTIMIZERS, TrainingError, TrainSettings
+from reflect_core.ml.settings import ModelSettings, TrainingError, TrainSettings
 
 CHECKPOINT = "checkpoint.pt"
 

@@ -14,8 +14,8 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
-from reflect_core.base.storage import read_bounded
 from reflect_core.base.errors import InvalidInput
+from reflect_core.base.storage import read_bounded
 
 LAYER_FIELDS = ("sld", "isld", "thickness", "roughness")
 FIELD_UNITS = {

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from reflect_core.base.errors import InvalidInput
 from reflect_core.physics.film import Film, films_to_array
 from reflect_core.physics.kernel import parratt
 from reflect_core.physics.resolution import POINTS_PER_SIGMA, resolution_fwhm, smearing_plan
-from reflect_core.base.errors import InvalidInput
 
 
 class QError(InvalidInput):

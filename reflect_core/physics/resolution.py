@@ -17,9 +17,11 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 
-import numpy as np
 import numba
+import numpy as np
 import scipy.sparse
+
+from reflect_core.base.errors import InvalidInput
 
 FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
 POINTS_PER_SIGMA = 3.0
@@ -41,12 +43,12 @@ def resolution_fwhm(q: np.ndarray, dq_rel: float = 0.0, dq_abs=None) -> np.ndarr
     if dq_abs is not None:
         dq = np.asarray(dq_abs, dtype=float)
         if dq.shape != q.shape:
-            raise ValueError(f"dQ has {dq.shape} values but Q has {q.shape}")
+            raise InvalidInput(f"dQ has {dq.shape} values but Q has {q.shape}")
         if not np.all(np.isfinite(dq)) or np.any(dq < 0):
-            raise ValueError("dQ (FWHM, Å⁻¹) must be finite and ≥ 0 at every point")
+            raise InvalidInput("dQ (FWHM, Å⁻¹) must be finite and ≥ 0 at every point")
         return dq
     if not math.isfinite(dq_rel) or dq_rel < 0:
-        raise ValueError(f"dQ/Q must be a finite fraction ≥ 0, got {dq_rel!r}")
+        raise InvalidInput(f"dQ/Q must be a finite fraction ≥ 0, got {dq_rel!r}")
     return q * dq_rel
 
 

@@ -6,11 +6,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from reflect_core.base.errors import InvalidInput
 from reflect_core.physics.film import Film, flip_stack
 from reflect_core.physics.profile import DEFAULT_PROFILE_POINTS, auto_z, film_microslabs, sld_profile
 from reflect_core.physics.reflectivity import reflectivity
 
 PYREFLECT_DQ = 0.0294855  # pyreflect's default dQ/Q (FWHM)
+# pyreflect's generator (ReflectivityModel) writes its curves on this log-spaced grid:
+# not exactly 0.0081–0.1975 Å⁻¹, which only its unused second model class uses.
+PYREFLECT_QMIN, PYREFLECT_QMAX, PYREFLECT_NQ = 0.008101436040354381, 0.1975709062238298, 308
 
 
 @dataclass(frozen=True)
@@ -23,7 +27,7 @@ class CurveSettings:
         for name in ("dq", "scale", "background"):
             value = getattr(self, name)
             if not np.isfinite(value) or value < 0:
-                raise ValueError(f"{name} must be a finite number ≥ 0, got {value!r}")
+                raise InvalidInput(f"{name} must be a finite number ≥ 0, got {value!r}")
 
 
 def film_reflectivity(film: Film, q: np.ndarray, settings: CurveSettings = CurveSettings(), dq_abs=None) -> np.ndarray:

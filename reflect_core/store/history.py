@@ -23,9 +23,9 @@ import json
 import secrets
 import shutil
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from collections.abc import Callable, Iterator
 
 from filelock import FileLock, Timeout
 from tinydb import Query, TinyDB
@@ -33,8 +33,8 @@ from tinydb.storages import Storage
 from tinydb.table import Document, Table
 
 from reflect_core.accounts.access import User, check_owner
+from reflect_core.base.errors import InvalidInput, NotFound, ReflectError
 from reflect_core.base.storage import StorageError, atomic_write_json, data_dir, read_json
-from reflect_core.base.errors import NotFound, ReflectError
 
 KINDS = ("training", "film", "analysis", "import")
 NAME_MAX = 80
@@ -119,34 +119,34 @@ def _now() -> float:
 
 def _clean_name(name) -> str:
     if not isinstance(name, str):
-        raise ValueError(f"name must be text, not {type(name).__name__}")
+        raise InvalidInput(f"name must be text, not {type(name).__name__}")
     name = name.strip()
     if not name:
-        raise ValueError("name is empty")
+        raise InvalidInput("name is empty")
     if len(name) > NAME_MAX:
-        raise ValueError(f"name is {len(name)} characters long; the limit is {NAME_MAX}")
+        raise InvalidInput(f"name is {len(name)} characters long; the limit is {NAME_MAX}")
     return name
 
 
 def _check_kind(kind) -> str:
     if kind not in KINDS:
-        raise ValueError(f"kind {kind!r} is not one of {', '.join(KINDS)}")
+        raise InvalidInput(f"kind {kind!r} is not one of {', '.join(KINDS)}")
     return kind
 
 
 def _json_dict(value, field: str) -> dict:
     """A JSON round-trip copy, so what is returned equals what a later read gives."""
     if not isinstance(value, dict):
-        raise ValueError(f"{field} must be a dict, not {type(value).__name__}")
+        raise InvalidInput(f"{field} must be a dict, not {type(value).__name__}")
     try:
         return json.loads(json.dumps(value))
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"{field} cannot be stored as JSON: {exc}") from exc
+        raise InvalidInput(f"{field} cannot be stored as JSON: {exc}") from exc
 
 
 def _optional_text(value, field: str) -> str | None:
     if value is not None and not (isinstance(value, str) and value):
-        raise ValueError(f"{field} must be a non-empty string or None, not {value!r}")
+        raise InvalidInput(f"{field} must be a non-empty string or None, not {value!r}")
     return value
 
 
@@ -154,7 +154,7 @@ def _check_files(files: str | None) -> str | None:
     """``files`` unchanged if it is None or a relative path strictly inside data_dir()."""
     if _optional_text(files, "files") is not None:
         if Path(files).is_absolute():
-            raise ValueError(f"files path {files!r} must be relative to the data directory")
+            raise InvalidInput(f"files path {files!r} must be relative to the data directory")
         _files_path(files)
     return files
 
@@ -164,7 +164,7 @@ def _files_path(files: str) -> Path:
     root = data_dir().resolve()
     target = (root / files).resolve()
     if root not in target.parents:
-        raise ValueError(f"files path {files!r} is not inside the data directory {root}")
+        raise InvalidInput(f"files path {files!r} is not inside the data directory {root}")
     return target
 
 

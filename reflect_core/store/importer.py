@@ -9,13 +9,13 @@ import secrets
 import shutil
 from pathlib import Path
 
-from reflect_core.store import history
 from reflect_core.accounts.access import User
-from reflect_core.store.bundles import BUNDLE_RECORD, FOLDER_PARTS
-from reflect_core.physics.film import FilmError, film_from_dict
-from reflect_core.ml.model_store import ModelLoadError, load_model
 from reflect_core.base.storage import data_dir
-from reflect_core.uploads.checks import UploadError, safe_zip_members
+from reflect_core.ml.model_store import ModelLoadError, load_model
+from reflect_core.physics.film import FilmError, film_from_dict
+from reflect_core.store import history
+from reflect_core.store.bundles import BUNDLE_RECORD, FOLDER_PARTS
+from reflect_core.uploads import UploadError, safe_zip_members
 
 MAX_JSON_BYTES = 20_000_000
 
@@ -40,7 +40,8 @@ def _from_pyreflect_export(user: User, filename: str, export: dict) -> dict:
     params = export["params"]
     result = export.get("result") if isinstance(export.get("result"), dict) else {}
     return history.add(user, "import", Path(filename).stem[:80] or "pyreflect export",
-                       {"film": film.to_dict(), "generator": params.get("generator"), "training": params.get("training")},
+                       {"film": film.to_dict(), "generator": params.get("generator"),
+                        "training": params.get("training")},
                        {"source": "pyreflect interface export", "metrics": result.get("metrics")})
 
 

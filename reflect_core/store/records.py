@@ -1,39 +1,47 @@
 """History records and the runs they point at, kept in step.
 
-A training record is written when its job is submitted; its result summary is
-filled in from the run once the run has completed (pulled when listed, so no
-worker has to know about history). Deleting a training record deletes its run.
+A training record is written when its job is submitted (``submit_training``: both or
+neither). Its summary is derived from the run's ``model.json`` once the run has
+completed (pulled when listed, so no worker has to know about history); the numbers
+live in that file alone. Deleting a training record deletes its run.
 """
 
 from __future__ import annotations
 
-import json
-
-import numpy as np
-
-from reflect_core.store import history
 from reflect_core import jobs
 from reflect_core.accounts.access import User
-from reflect_core.store.bundles import directory_size
-from reflect_core.viz.figures import profile_comparison_figure
-from reflect_core.data.generate import NR_FILE, SLD_FILE
-from reflect_core.ml.predict import predict
+from reflect_core.base.errors import NotFound
 from reflect_core.base.storage import data_dir
+from reflect_core.ml.meta import ModelLoadError, ModelMeta
+from reflect_core.ml.spec import TrainSpec
+from reflect_core.store import history
+from reflect_core.store.bundles import directory_size
+
+MODEL_FOLDER = "model"  # a run's trained model, inside its run directory
+
+
+def submit_training(user: User, spec: TrainSpec, name: str | None = None) -> tuple[str, dict]:
+    """Queue a training run and add its history record: (run id, record). The record is
+    written first under a reserved run id, so a refused or failed submission leaves
+    neither an orphan run nor a record pointing at nothing."""
+    run_id = jobs.new_run_id()
+    record = history.add(user, "training", name or run_id, spec.to_dict(), files=f"runs/{run_id}", run_id=run_id)
+    try:
+        jobs.submit(spec, user.name, name, run_id=run_id)
+    except BaseException:
+        history.delete(user, record["id"])
+        raise
+    return run_id, record
 
 
 def training_summary(run: jobs.RunInfo) -> dict:
-    result = run.result or {}
-    metrics = result.get("metrics", {})
-    return {
-        "state": run.state,
-        "rmse": metrics.get("model", {}).get("rmse"),
-        "baseline_rmse": metrics.get("baseline", {}).get("rmse"),
-        "r2": metrics.get("model", {}).get("r2"),
-        "nr_decades": metrics.get("model", {}).get("nr_decades_median"),
-        "parameters": result.get("parameters"),
-        "total_s": result.get("total_s"),
-        "bytes": directory_size(run.run_dir),
-    }
+    summary = {"state": run.state, "total_s": (run.result or {}).get("total_s"), "bytes": directory_size(run.run_dir)}
+    if run.state == "completed":
+        try:
+            summary.update(ModelMeta.read(run.run_dir / MODEL_FOLDER).summary())
+        except ModelLoadError:
+            pass  # a damaged model: the record still says the run completed
+    return summary
 
 
 def refreshed(user: User, record: dict) -> dict:
@@ -42,7 +50,7 @@ def refreshed(user: User, record: dict) -> dict:
         return record
     try:
         run = jobs.get(record["run_id"], user=user)
-    except jobs.JobError:
+    except NotFound:
         return record  # the run was deleted elsewhere: keep what the record knew
     if record["summary"].get("state") == run.state and run.state not in ("running", "queued"):
         return record
@@ -59,9 +67,8 @@ def delete_record(user: User, record_id: str) -> None:
     if record["kind"] == "training" and record.get("run_id"):
         try:
             jobs.delete(record["run_id"], user=user)
-        except jobs.JobError as exc:
-            if "no run" not in str(exc) and "was deleted" not in str(exc):
-                raise
+        except NotFound:
+            pass  # already gone: the record goes too
     history.delete(user, record_id)
 
 
@@ -77,25 +84,9 @@ def record_dir(record: dict):
     return data_dir() / record["files"] if record.get("files") else None
 
 
-def model_meta(record: dict) -> dict:
-    return json.loads((record_dir(record) / "model" / "model.json").read_text())
-
-
-def shared_test_curves(trained: list[dict]) -> dict | None:
-    """The test set common to several runs (same data and split), or None if they differ."""
-    metas = [model_meta(r) for r in trained]
-    first = metas[0]
-    if any(m["dataset"] != first["dataset"] or m["test_index"] != first["test_index"] for m in metas[1:]):
-        return None
-    data = data_dir() / first["data_folder"] if first.get("data_folder") else record_dir(trained[0]) / "data"
-    index = np.asarray(first["test_index"])
-    return {"index": index, "z": np.asarray(first["z"]),
-            "nr": np.load(data / NR_FILE, mmap_mode="r")[index], "sld": np.load(data / SLD_FILE, mmap_mode="r")[index]}
-
-
-def profile_overlay(trained: list[dict], shared: dict, pick: int):
-    """Ground truth and every run's prediction for one shared test curve."""
-    curves = [("ground truth", np.asarray(shared["sld"][pick, 1]))]
-    for record in trained:
-        curves.append((record["name"], predict(record_dir(record) / "model", shared["nr"][pick:pick + 1])[0, 1]))
-    return profile_comparison_figure(shared["z"], curves)
+def model_meta(record: dict) -> ModelMeta:
+    """The metadata of a training record's model (``ModelLoadError`` when it has none)."""
+    folder = record_dir(record)
+    if folder is None:
+        raise ModelLoadError(f"record {record['name']!r} has no files")
+    return ModelMeta.read(folder / MODEL_FOLDER)

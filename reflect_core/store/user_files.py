@@ -1,21 +1,76 @@
-"""Where each user's accepted uploads live (``uploads/<user>/``), and the models a user
-can predict with. Every file here already passed ``uploads.validate_upload``."""
+"""Where each user's accepted uploads live (``uploads/<user>/``), how one is written
+(a sanitised name, never overwriting), and the models a user can predict with. Every file
+here already passed ``uploads.validate_upload``."""
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import secrets
+import tempfile
 import time
 from pathlib import Path
 
-from reflect_core.store import history
 from reflect_core.accounts.access import User, validate_username
-from reflect_core.data.generate import NR_FILE, SLD_FILE
-from reflect_core.ml.model_store import META
 from reflect_core.base.storage import atomic_write_bytes, atomic_write_json, data_dir
-from reflect_core.uploads.checks import UploadError, import_pyreflect_model, save_accepted, unpack_model_zip
+from reflect_core.data.generate import NR_FILE, SLD_FILE
+from reflect_core.ml.meta import META, ModelMeta
+from reflect_core.store import history
+from reflect_core.uploads import UploadError, import_pyreflect_model, unpack_model_zip
 
 ARRAYS_INFO = "arrays.json"
+MAX_NAME_CHARS = 100
+
+
+# --- keeping an accepted upload --------------------------------------------------------------------------------
+
+
+def safe_filename(filename: str) -> str:
+    """The last path component, with characters outside [A-Za-z0-9._-] replaced and no leading dots."""
+    base = re.sub(r"[^A-Za-z0-9._-]+", "_", re.split(r"[\\/]", filename)[-1]).lstrip(".")
+    stem, suffix = os.path.splitext(base)
+    return stem[:MAX_NAME_CHARS] + suffix[:16] if stem else "upload"
+
+
+def _claim_free_name(folder: Path, name: str) -> Path:
+    """Create an empty ``name`` (or ``stem-1.ext``, ``stem-2.ext``, …) that did not exist; O_EXCL makes the
+    claim atomic, so two uploads of one name never overwrite each other."""
+    stem, suffix = os.path.splitext(name)
+    for n in range(10_000):
+        candidate = folder / (name if n == 0 else f"{stem}-{n}{suffix}")
+        try:
+            os.close(os.open(candidate, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        except FileExistsError:
+            continue
+        return candidate
+    raise FileExistsError(f"{folder}: no free name for {name}")
+
+
+def save_accepted(user_dir, filename: str, data: bytes) -> Path:
+    """Write an accepted upload into ``user_dir`` under a sanitised name, never overwriting:
+    the bytes go to a temporary file first and replace the claimed name in one step."""
+    folder = Path(user_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=".upload-")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        target = _claim_free_name(folder, safe_filename(filename))
+        try:
+            os.replace(tmp, target)
+        except BaseException:
+            target.unlink(missing_ok=True)
+            raise
+    finally:
+        tmp.unlink(missing_ok=True)  # gone already after a successful replace
+    return target
+
+
+# --- users' folders -----------------------------------------------------------------------------------------------
 
 
 def upload_dir(user: User, kind: str) -> Path:
@@ -58,10 +113,10 @@ def curves(user: User) -> list[Path]:
 
 
 def _model_record(user: User, name: str, model_dir: Path, source: str) -> dict:
-    meta = json.loads((model_dir / META).read_text())
+    meta = ModelMeta.read(model_dir)
     relative = str(model_dir.parent.relative_to(data_dir()))
-    return history.add(user, "import", name, {"model": meta.get("model"), "source": source},
-                       {"source": source, "metrics": meta.get("metrics")}, files=relative)
+    return history.add(user, "import", name, {"model": meta.model.to_dict(), "source": source},
+                       {"source": source, "metrics": meta.metrics}, files=relative)
 
 
 def add_model_zip(user: User, filename: str, data: bytes, max_bytes: int) -> dict:

@@ -1,3 +1,22 @@
-"""The boundary for untrusted bytes: every uploaded file is checked here before anything is kept."""
+"""The boundary for untrusted bytes: every uploaded file is checked here before anything is kept.
 
-from reflect_core.uploads.checks import pyreflect_available, validate_upload  # noqa: F401
+``validate_upload`` parses an upload in memory and returns what it holds (``Accepted``), or
+raises ``UploadError`` naming the file and the reason; nothing is written until it passes
+(keeping it is ``store.user_files``'s job). No upload can run code here: .npy arrays are read
+without pickle; pyreflect's pickled stats go through an unpickler that knows only numpy's
+array and number globals; torch weights load with ``weights_only=True`` and must fit the
+declared network; zip members are listed and checked (count, unpacked size, paths, links)
+before any is read.
+
+One module per kind: ``arrays`` (NR/SLD training arrays), ``curves`` (measured curves),
+``films`` (film JSON), ``model_zip`` (our model directories), ``pyreflect`` (pyreflect
+weights and stats); ``weights`` (torch state dicts) and ``common`` serve several of them.
+"""
+
+from reflect_core.uploads.common import Accepted, UploadError, safe_zip_members
+from reflect_core.uploads.model_zip import unpack_model_zip
+from reflect_core.uploads.pyreflect import check_pyreflect_stats, import_pyreflect_model, pyreflect_available
+from reflect_core.uploads.validate import validate_upload
+
+__all__ = ["Accepted", "UploadError", "check_pyreflect_stats", "import_pyreflect_model", "pyreflect_available",
+           "safe_zip_members", "unpack_model_zip", "validate_upload"]

@@ -2,22 +2,33 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import plotly.graph_objects as go
 
 from reflect_core.analysis.measured import load_saved
+from reflect_core.base.storage import data_dir
+from reflect_core.data.generate import NR_FILE, SLD_FILE
 from reflect_core.formats.curves import q_grid
-from reflect_core.viz.figures import loss_figure, reflectivity_figure, sld_figure
+from reflect_core.ml.meta import ModelLoadError, ModelMeta
+from reflect_core.ml.predict import predict
 from reflect_core.physics.film import film_from_dict
-from reflect_core.physics.simulate import CurveSettings, film_profile, film_reflectivity
+from reflect_core.physics.simulate import (
+    PYREFLECT_NQ,
+    PYREFLECT_QMAX,
+    PYREFLECT_QMIN,
+    CurveSettings,
+    film_profile,
+    film_reflectivity,
+)
+from reflect_core.store.records import MODEL_FOLDER, model_meta, record_dir
+from reflect_core.viz.figures import loss_figure, profile_comparison_figure, reflectivity_figure, sld_figure
 
 
 def film_figures(params: dict) -> dict[str, go.Figure]:
     film = film_from_dict(params.get("film", params))
-    q = q_grid(params.get("qmin", 0.0081), params.get("qmax", 0.1975), params.get("nq", 308),
+    q = q_grid(params.get("qmin", PYREFLECT_QMIN), params.get("qmax", PYREFLECT_QMAX), params.get("nq", PYREFLECT_NQ),
                params.get("spacing", "log"))
     r = film_reflectivity(film, q, CurveSettings(dq=params.get("dq", CurveSettings().dq)))
     z, sld, isld = film_profile(film)
@@ -25,11 +36,11 @@ def film_figures(params: dict) -> dict[str, go.Figure]:
 
 
 def training_figures(run_dir: Path) -> dict[str, go.Figure]:
-    meta_path = Path(run_dir) / "model" / "model.json"
-    if not meta_path.exists():
-        return {}
-    history = json.loads(meta_path.read_text())["history"]
-    return {"loss_curves": loss_figure(history["train"], history["val"])}
+    try:
+        history = ModelMeta.read(Path(run_dir) / MODEL_FOLDER).history
+    except ModelLoadError:
+        return {}  # not trained yet, or damaged: no figures rather than a broken page
+    return {"loss_curves": loss_figure(history["train"], history["val"])} if history else {}
 
 
 def analysis_figures(files_dir: Path) -> dict[str, go.Figure]:
@@ -58,7 +69,8 @@ def standalone_html(figures: dict[str, go.Figure], title: str) -> str:
     for i, (name, fig) in enumerate(figures.items()):
         parts.append(f"<h2>{name.replace('_', ' ')}</h2>")
         parts.append(fig.to_html(full_html=False, include_plotlyjs=(i == 0)))
-    return f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title></head><body>{''.join(parts)}</body></html>"
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title></head>"
+            f"<body>{''.join(parts)}</body></html>")
 
 
 def overlay_losses(runs: list[tuple[str, dict]]) -> go.Figure:
@@ -69,3 +81,23 @@ def overlay_losses(runs: list[tuple[str, dict]]) -> go.Figure:
                       template="plotly_white", height=380, margin=dict(l=60, r=20, t=30, b=50))
     fig.update_yaxes(type="log", exponentformat="power")
     return fig
+
+
+def shared_test_curves(trained: list[dict]) -> dict | None:
+    """The test set common to several training records (same data and split), or None if they differ."""
+    metas = [model_meta(r) for r in trained]
+    first = metas[0]
+    if any(m.dataset != first.dataset or m.test_index != first.test_index for m in metas[1:]):
+        return None
+    data = data_dir() / first.data_folder if first.data_folder else record_dir(trained[0]) / "data"
+    index = np.asarray(first.test_index)
+    return {"index": index, "z": first.z,
+            "nr": np.load(data / NR_FILE, mmap_mode="r")[index], "sld": np.load(data / SLD_FILE, mmap_mode="r")[index]}
+
+
+def profile_overlay(trained: list[dict], shared: dict, pick: int) -> go.Figure:
+    """Ground truth and every run's prediction for one shared test curve."""
+    curves = [("ground truth", np.asarray(shared["sld"][pick, 1]))]
+    for record in trained:
+        curves.append((record["name"], predict(record_dir(record) / MODEL_FOLDER, shared["nr"][pick:pick + 1])[0, 1]))
+    return profile_comparison_figure(shared["z"], curves)

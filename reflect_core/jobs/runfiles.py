@@ -1,0 +1,173 @@
+"""The files of the run store, shared by the store, the scheduler and the backends.
+
+Runs live under ``data_dir()/runs/<run_id>/`` (JSON written atomically, see ``storage``):
+
+- ``spec.json``: the job spec, written once by ``submit``.
+- ``state.json``: owner, name, state, times, ``backend`` and ``ref`` (the backend's
+  opaque handle on the worker of the latest attempt), attempts, error, result, and
+  ``polled_at`` (when the scheduler last asked a remote backend). Changed only under
+  the store's lock (``jobs.lock``).
+- ``progress.json``: phase, done/total, epoch, losses, the last log lines and a
+  heartbeat time. A local worker writes it itself; for a remote worker the scheduler
+  writes what the backend's poll brought back.
+- ``control.json``: a pending request to the running worker, ``{"action": "pause"|"stop"}``.
+- ``log.txt`` (the full log, kept across attempts), ``worker.out`` (a local worker's
+  stdout and stderr), and whatever the pipeline writes: ``data/``, ``checkpoint.pt``, ``model/``.
+
+This module sits below the store and the scheduler (both read and write these files)
+so that neither has to import the other's internals.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from filelock import FileLock, Timeout
+
+from reflect_core.base.errors import NotFound, ReflectError
+from reflect_core.base.storage import atomic_write_json, data_dir, read_json
+
+STATES = ("queued", "running", "paused", "stopped", "failed", "completed", "cancelled")
+OUTCOMES = ("completed", "paused", "stopped", "failed")  # how a worker's attempt can end
+HEARTBEAT_TIMEOUT_S = 20.0  # env REFLECT_HEARTBEAT_TIMEOUT overrides it
+MAX_CONCURRENT = 1  # env REFLECT_MAX_CONCURRENT overrides it
+LOCK_TIMEOUT_S = 30.0
+
+SPEC, STATE, PROGRESS, CONTROL, LOG = "spec.json", "state.json", "progress.json", "control.json", "log.txt"
+WORKER_OUT, CHECKPOINT = "worker.out", "checkpoint.pt"
+
+RUN_ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z_-]*")
+
+
+class JobError(ReflectError):
+    """A refused or impossible job operation; the message names the run and its state."""
+
+
+class RunNotFound(JobError, NotFound):
+    """The run does not exist (never did, or was deleted): callers catch ``NotFound``, not message text."""
+
+
+# ---- settings (environment; workers inherit it) ------------------------------------------------
+
+
+def _env_number(name: str, default, cast):
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    try:
+        return cast(raw)
+    except ValueError:
+        raise JobError(f"environment variable {name} must be a number, got {raw!r}") from None
+
+
+def heartbeat_timeout_s() -> float:
+    return _env_number("REFLECT_HEARTBEAT_TIMEOUT", HEARTBEAT_TIMEOUT_S, float)
+
+
+def max_concurrent_jobs() -> int:
+    return _env_number("REFLECT_MAX_CONCURRENT", MAX_CONCURRENT, int)
+
+
+# ---- paths and state ---------------------------------------------------------------------------
+
+
+def runs_dir() -> Path:
+    path = data_dir() / "runs"
+    path.mkdir(exist_ok=True)
+    return path
+
+
+def check_run_id(run_id) -> str:
+    if not isinstance(run_id, str) or not RUN_ID.fullmatch(run_id):
+        raise JobError(f"{run_id!r} is not a run id")
+    return run_id
+
+
+def run_dir(run_id: str) -> Path:
+    """The directory of an existing run."""
+    path = runs_dir() / check_run_id(run_id)
+    if not (path / STATE).is_file():
+        raise RunNotFound(f"no run {run_id} in {runs_dir()}")
+    return path
+
+
+def migrated(state: dict) -> dict:
+    """A state as this version writes it: one written before backends existed has a bare
+    ``pid`` and no ``backend``; it was a local worker, whose ref is its pid as text."""
+    if "backend" in state:
+        return state
+    state = dict(state)
+    pid = state.pop("pid", None)
+    state.update(backend="local", ref=None if pid is None else str(pid))
+    return state
+
+
+def load_state(path: Path) -> dict | None:
+    """The run's state, or None while it is being created or deleted."""
+    state = read_json(path / STATE)
+    return None if state is None else migrated(state)
+
+
+def read_state(path: Path) -> dict:
+    state = load_state(path)
+    if state is None:
+        raise RunNotFound(f"run {path.name} was deleted")
+    return state
+
+
+def write_state(path: Path, current: dict, /, **changes) -> dict:
+    new = {**current, **changes}
+    atomic_write_json(path / STATE, new)
+    return new
+
+
+def end_attempt(path: Path, state: dict, outcome: str, error: str | None = None, result: dict | None = None) -> dict:
+    """Record how an attempt ended (the worker's word, or the scheduler's verdict); a pending request is void."""
+    remove(path / CONTROL)
+    return write_state(path, state, state=outcome, ended=time.time(), error=error, result=result)
+
+
+def append_log(path: Path, message: str) -> None:
+    with open(path / LOG, "a", encoding="utf-8") as f:
+        f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
+
+
+def remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def all_runs() -> list[tuple[Path, dict]]:
+    """(run directory, state) of every run, oldest first. Reads need no lock: files are replaced atomically."""
+    runs = []
+    for path in sorted(runs_dir().iterdir()):
+        state = load_state(path) if path.is_dir() and not path.name.startswith(".") else None
+        if state is not None:  # a run being created or deleted has none
+            runs.append((path, state))
+    return runs
+
+
+def queued_in_order(runs: list[tuple[Path, dict]]) -> list[tuple[Path, dict]]:
+    queued = [(path, state) for path, state in runs if state["state"] == "queued"]
+    return sorted(queued, key=lambda run: (run[1]["queued_at"], run[0].name))
+
+
+@contextmanager
+def locked():
+    """The store's lock: every change of a state.json happens under it, in any process."""
+    lock = FileLock(data_dir() / "jobs.lock", timeout=LOCK_TIMEOUT_S)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise JobError(f"the job store is busy: could not lock {lock.lock_file} within {LOCK_TIMEOUT_S:g} s") from None
+    try:
+        yield
+    finally:
+        lock.release()

@@ -1,0 +1,85 @@
+"""The Train form's widgets and the spec they stand for, in one table, so that a spec
+can be put back into the form (History "Open") field by field, prior bounds included.
+
+Each row: the widget key, the shadow name it shares with other pages (see ``ui.state``),
+where the value sits in a ``TrainSpec``'s JSON form, and how the widget shows it.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from reflect_core.ml.spec import ArraySource, TrainSpec
+from reflect_core.physics.film import film_from_dict
+from ui import film_editor
+from ui.bounds_editor import restore_bounds
+from ui.state import keep
+
+SPEC_KEY = "train_spec"  # the last spec the form made (JSON form), for the page and its tests
+
+
+def _percent(value: float) -> float:
+    return 100.0 * value
+
+
+# (widget key, shadow name, section, field, to widget value)
+GENERATED = [
+    ("train_n", None, "dataset", "n", int),
+    ("train_data_seed", None, "dataset", "seed", int),
+    ("train_sampler", None, "dataset", "sampler", str),
+    ("train_n_profile", None, "dataset", "n_profile", int),
+    ("train_qmin", "qmin", "dataset", "qmin", float),
+    ("train_qmax", "qmax", "dataset", "qmax", float),
+    ("train_nq", "nq", "dataset", "nq", int),
+    ("train_dq", "dq_percent", "dataset", "dq", _percent),
+    ("train_exact", None, "dataset", "exact", bool),
+]
+UPLOADED = [
+    ("train_arrays", None, "dataset", "arrays", str),
+    ("train_arrays_dq", None, "dataset", "dq", _percent),
+]
+NETWORK = [
+    ("train_arch", None, "model", "arch", str),
+    ("train_layers", None, "model", "layers", int),
+    ("train_channels", None, "model", "channels", int),
+    ("train_hidden", None, "model", "hidden", int),
+    ("train_dropout", None, "model", "dropout", float),
+    ("train_epochs", None, "training", "epochs", int),
+    ("train_batch", None, "training", "batch_size", int),
+    ("train_lr", None, "training", "lr", float),
+    ("train_wd", None, "training", "weight_decay", float),
+    ("train_opt", None, "training", "optimizer", str),
+    ("train_val", None, "training", "val_fraction", float),
+    ("train_test", None, "training", "test_fraction", float),
+    ("train_seed", None, "training", "seed", int),
+    ("train_patience", None, "training", "patience", int),
+    ("train_ckpt", None, "training", "checkpoint_every", int),
+]
+NOISE = [("train_counts", "counts_at_unity"), ("train_bkg", "background")]
+
+
+def _set(key: str, shadow: str | None, value) -> None:
+    """The widget shows ``value`` the next time it is drawn, on any page that shares it."""
+    st.session_state.pop(key, None)
+    if shadow:
+        st.session_state.pop(shadow, None)  # the other page's widget of the same value
+    keep(shadow or key, value)
+
+
+def restore(spec: TrainSpec) -> None:
+    """Put every setting of ``spec`` into the Train form (and its film into the explorer)."""
+    raw = spec.to_dict()
+    uploaded = isinstance(spec.dataset, ArraySource)
+    _set("train_source", None, "upload" if uploaded else "generate")
+    for key, shadow, section, name, shown in (UPLOADED if uploaded else GENERATED) + NETWORK:
+        _set(key, shadow, shown(raw[section][name]))
+    if uploaded:
+        return
+    noise = raw["dataset"]["noise"]
+    _set("train_noise", None, noise is not None)
+    for key, name in NOISE:
+        if noise is not None:
+            _set(key, None, float(noise[name]))
+    film = film_from_dict(raw["dataset"]["prior"]["film"])
+    film_editor.load_film(film)
+    restore_bounds(film, raw["dataset"]["prior"]["bounds"])
