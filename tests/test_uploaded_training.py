@@ -8,8 +8,8 @@ from test_generate import SIMPLE
 
 from reflect_core.accounts.access import User
 from reflect_core.base.job_protocol import PrintReporter
-from reflect_core.ml.meta import ModelMeta
 from reflect_core.data.generate import dataset_from_dict, generate
+from reflect_core.ml.meta import ModelMeta
 from reflect_core.ml.pipeline import run_job
 from reflect_core.ml.spec import SpecError, TrainSpec
 from reflect_core.store import user_files
