@@ -196,7 +196,8 @@ def test_log_in_open_a_run_and_download_its_bundle(browser, tmp_path, monkeypatc
     from reflect_core import jobs
     from reflect_core.accounts.access import User
     from reflect_core.accounts.auth_config import hash_password
-    from reflect_core.store import history
+    from reflect_core.ml.spec import TrainSpec
+    from reflect_core.store import records
 
     data = tmp_path / "data"
     monkeypatch.setenv("REFLECT_DATA_DIR", str(data))
@@ -206,9 +207,9 @@ def test_log_in_open_a_run_and_download_its_bundle(browser, tmp_path, monkeypatc
                                                 "password": hash_password("alice-password-1")}}},
         "cookie": {"name": "reflect_browser_test", "key": "c" * 40, "expiry_days": 1}}))
     # A finished run of alice's, made through the same job system the page uses.
-    spec = {"dataset": {"n": 200}, "model": {"layers": 1, "channels": 4, "hidden": 16}, "training": {"epochs": 2}}
-    run_id = jobs.submit(spec, "alice", "alice's first model")
-    history.add(User("alice"), "training", "alice's first model", spec, files=f"runs/{run_id}", run_id=run_id)
+    spec = TrainSpec.parse({"dataset": {"n": 200}, "model": {"layers": 1, "channels": 4, "hidden": 16},
+                            "training": {"epochs": 2}})
+    run_id, _ = records.submit_training(User("alice"), spec, "alice's first model")
     deadline = time.time() + 180
     while jobs.get(run_id).state != "completed":
         assert time.time() < deadline and jobs.get(run_id).state in ("queued", "running"), jobs.get(run_id)
