@@ -25,16 +25,19 @@ class Limits:
     ae_mlp_epochs: int
     concurrent_jobs: int
     upload_bytes: int
+    storage_bytes: int  # everything a user keeps: uploads, models, runs, analyses
 
 
 LOCAL = Limits("local", curves=100_000, film_layers=20, batch_size=512, epochs=1000, cnn_layers=20, dropout=0.9,
-               latent_dim=128, ae_mlp_epochs=500, concurrent_jobs=2, upload_bytes=200 * MB)
+               latent_dim=128, ae_mlp_epochs=500, concurrent_jobs=2, upload_bytes=200 * MB,
+               storage_bytes=20_000 * MB)
 SHARED = Limits("shared", curves=5_000, film_layers=10, batch_size=64, epochs=50, cnn_layers=12, dropout=0.5,
-                latent_dim=32, ae_mlp_epochs=100, concurrent_jobs=1, upload_bytes=50 * MB)
+                latent_dim=32, ae_mlp_epochs=100, concurrent_jobs=1, upload_bytes=50 * MB,
+                storage_bytes=2_000 * MB)
 
 LABELS = {"curves": "curves", "film_layers": "film layers", "batch_size": "batch size", "epochs": "epochs",
           "cnn_layers": "CNN layers", "dropout": "dropout", "concurrent_jobs": "concurrent jobs per user",
-          "upload_bytes": "upload size (bytes)"}
+          "upload_bytes": "upload size (bytes)", "storage_bytes": "storage per user (bytes)"}
 
 
 class LimitError(errors.LimitError):
