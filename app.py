@@ -1,12 +1,20 @@
-"""Entry point: page config, navigation and the shared sidebar."""
+"""Entry point: page config, the deployment check, login, navigation and the shared sidebar."""
 
 import streamlit as st
 
-from ui.session import require_user
+from reflect_core.base.errors import ReflectError
+from ui.session import load_deployment, require_user
 from ui.sidebar import render_engine_status
 
 st.set_page_config(page_title="Reflectometry ML", page_icon="🧲", layout="wide")
-require_user()  # stops here until someone logs in, when login is configured
+try:
+    # Unreadable secrets, an invalid REFLECT_MODE, shared mode without a login file, an unsafe login
+    # file: the app stays closed. It never falls back to single-user mode, where everyone is an admin.
+    deployment = load_deployment()
+except ReflectError as exc:
+    st.error(f"The app is closed until its configuration is fixed: {exc}")
+    st.stop()
+require_user(deployment)  # stops here until someone logs in, in shared mode
 
 pages = [
     st.Page("app_pages/explorer.py", title="Film explorer", icon=":material/show_chart:", default=True),
@@ -15,5 +23,5 @@ pages = [
     st.Page("app_pages/history.py", title="History", icon=":material/history:"),
 ]
 navigation = st.navigation(pages)
-render_engine_status()
+render_engine_status(deployment.mode)
 navigation.run()

@@ -5,15 +5,22 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
+from reflect_core.accounts.limits import LimitError, check_film
 from reflect_core.formats.curves import csv_text, q_grid
 from reflect_core.physics.film import FilmError, film_from_json, roughness_warnings
 from reflect_core.physics.presets import PRESETS
 from reflect_core.physics.simulate import (
+    MAX_BACKGROUND,
+    MAX_DQ,
+    MAX_Q,
+    MAX_Q_POINTS,
+    MAX_SCALE,
     PYREFLECT_DQ,
     PYREFLECT_NQ,
     PYREFLECT_QMAX,
     PYREFLECT_QMIN,
     CurveSettings,
+    check_curve_request,
     film_profile,
     film_reflectivity,
     graded_reflectivity,
@@ -25,6 +32,22 @@ from ui.session import current_limits, current_user
 from ui.state import keep, seed
 
 LAST_GOOD = "explorer_last_good"
+limits = current_limits()
+
+
+def bounded(key: str, default, low, high, shared: str | None = None) -> str:
+    """``seed`` for a number input with a range: a remembered value outside it (a session from
+    before these bounds) is refused with a message and replaced by the nearest bound, since
+    Streamlit cannot draw a widget whose value is out of range. Typed values never get there:
+    the widget refuses them in the browser."""
+    seed(key, default, shared)
+    value = st.session_state[key]
+    if not low <= value <= high:
+        st.session_state[key] = min(max(value, low), high)
+        st.warning(f"{key}: {value:g} is outside [{low:g}, {high:g}] (physical bounds); "
+                   f"using {st.session_state[key]:g}.")
+    return key
+
 
 st.title("Film explorer")
 st.caption(
@@ -54,9 +77,11 @@ with st.expander("Presets and film upload", expanded=False):
         if upload is not None and st.session_state.get("explorer_upload_id") != upload.file_id:
             st.session_state["explorer_upload_id"] = upload.file_id
             try:
-                film_editor.load_film(film_from_json(upload.getvalue()))
+                uploaded = film_from_json(upload.getvalue())
+                check_film(uploaded, limits)  # the profile's layer limit, as for typed films
+                film_editor.load_film(uploaded)
                 st.rerun()
-            except FilmError as exc:
+            except (FilmError, LimitError) as exc:
                 st.session_state["explorer_upload_error"] = f"{upload.name}: {exc}"
         if st.session_state.get("explorer_upload_error"):
             st.error(st.session_state["explorer_upload_error"] + " Your current film is unchanged.")
@@ -75,25 +100,33 @@ beam = st.radio(
     key=seed(film_editor.BEAM, "ambient"),
 )
 keep(film_editor.BEAM, beam)
-film_editor.render_layer_editor(max_layers=current_limits().film_layers)
+film_editor.render_layer_editor(max_layers=limits.film_layers)
 
 # --- Q grid and instrument -------------------------------------------------------------------------
 with st.expander("Q range, resolution, background and scale", expanded=True):
     c = st.columns(4)
-    qmin = keep("qmin", c[0].number_input("Q min (Å⁻¹)", key=seed("qmin", PYREFLECT_QMIN), format="%.4f", step=0.001))
-    qmax = keep("qmax", c[1].number_input("Q max (Å⁻¹)", key=seed("qmax", PYREFLECT_QMAX), format="%.4f", step=0.01))
-    nq = keep("nq", c[2].number_input("Points", key=seed("nq", PYREFLECT_NQ), min_value=2, max_value=20000, step=1))
+    # Bounds: physics.simulate (Q ≤ 2 Å⁻¹, 20,000 points, dQ/Q ≤ 50 %, scale ≤ 100, background ≤ 1).
+    qmin = keep("qmin", c[0].number_input("Q min (Å⁻¹)", key=bounded("qmin", PYREFLECT_QMIN, 0.0, MAX_Q),
+                                          min_value=0.0, max_value=MAX_Q, format="%.4f", step=0.001))
+    qmax = keep("qmax", c[1].number_input("Q max (Å⁻¹)", key=bounded("qmax", PYREFLECT_QMAX, 0.0, MAX_Q),
+                                          min_value=0.0, max_value=MAX_Q, format="%.4f", step=0.01,
+                                          help=f"At most {MAX_Q:g} Å⁻¹: NR is not measured past ~1."))
+    nq = keep("nq", c[2].number_input("Points", key=bounded("nq", PYREFLECT_NQ, 2, MAX_Q_POINTS), min_value=2,
+                                      max_value=MAX_Q_POINTS, step=1))
     spacing = keep("spacing", c[3].selectbox("Spacing", ["log", "linear"], key=seed("spacing", "log")))
     c = st.columns(4)
     dq_percent = keep("dq_percent", c[0].number_input(
-        "dQ/Q (FWHM, %)", key=seed("dq_percent", 100 * PYREFLECT_DQ), format="%.4f", step=0.5,
+        "dQ/Q (FWHM, %)", key=bounded("dq_percent", 100 * PYREFLECT_DQ, 0.0, 100 * MAX_DQ), min_value=0.0,
+        max_value=100 * MAX_DQ, format="%.4f", step=0.5,
         help="Gaussian resolution, FWHM as a percentage of Q. pyreflect's default is 2.94855 %. 0 = no smearing.",
     ))
     background = keep("background", c[1].number_input(
-        "Background (R units)", key=seed("background", 0.0), format="%.2e", step=1e-7,
+        "Background (R units)", key=bounded("background", 0.0, 0.0, MAX_BACKGROUND), min_value=0.0,
+        max_value=MAX_BACKGROUND, format="%.2e", step=1e-7,
         help="Constant added to R after smearing.",
     ))
-    scale = keep("scale", c[2].number_input("Scale", key=seed("scale", 1.0), format="%.4f", step=0.01))
+    scale = keep("scale", c[2].number_input("Scale", key=bounded("scale", 1.0, 0.0, MAX_SCALE), min_value=0.0,
+                                            max_value=MAX_SCALE, format="%.4f", step=0.01))
     rq4 = keep("rq4", c[3].toggle("Plot R·Q⁴", key=seed("rq4", False), help="Removes the Fresnel Q⁻⁴ decay."))
     graded = keep("graded", st.toggle(
         "Also show R computed from the SLD profile (graded interfaces)", key=seed("graded", False),
@@ -105,14 +138,23 @@ with st.expander("Q range, resolution, background and scale", expanded=True):
 problems = []
 try:
     film = film_editor.current_film()
-except FilmError as exc:
+    check_film(film, limits)  # a film opened from history or restored can have more layers than allowed
+except (FilmError, LimitError) as exc:
     film = None
     problems.append(f"Film: {exc}")
 try:
     q = q_grid(qmin, qmax, nq, spacing)
     settings = CurveSettings(dq=dq_percent / 100.0, scale=scale, background=background)
-except ValueError as exc:
+    if film is not None:  # refused here, before anything the size of the request is allocated
+        check_curve_request(film, q, settings)
+except ValueError as exc:  # InvalidInput is one
     problems.append(f"Q grid or instrument: {exc}")
+if graded and not problems:
+    try:
+        check_curve_request(film, q, settings, graded=True)
+    except ValueError as exc:
+        graded = False
+        st.warning(f"Graded curve not drawn: {exc}")
 
 if not problems:
     r = film_reflectivity(film, q, settings)

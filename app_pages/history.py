@@ -42,18 +42,36 @@ if not found:
     st.stop()
 
 
+def _when(record: dict) -> str:
+    try:
+        return dt.datetime.fromtimestamp(record["created"]).strftime("%Y-%m-%d %H:%M")
+    except (TypeError, ValueError, OverflowError, OSError):
+        return "?"
+
+
 def _row(record: dict) -> dict:
-    summary = record.get("summary") or {}
-    rmse, base = summary.get("rmse"), summary.get("baseline_rmse")
-    return {
-        "name": record["name"], "kind": record["kind"],
-        "created": dt.datetime.fromtimestamp(record["created"]).strftime("%Y-%m-%d %H:%M"),
-        "state": summary.get("state", ""),
-        "test RMSE (10⁻⁶ Å⁻²)": rmse, "baseline RMSE": base,
-        "NR misfit (decades)": (summary.get("agreement") or {}).get("median_decades"),
-        "size (MB)": round(summary["bytes"] / 1e6, 2) if summary.get("bytes") else None,
-        **({"owner": record["owner"]} if sees_everyone(user) else {}),
-    }
+    """One line of the table; a record that cannot be shown is a line that says why (select it to
+    delete it), never an error that takes the page down for everyone who sees it."""
+    owner = {"owner": str(record.get("owner"))} if sees_everyone(user) else {}
+    try:
+        summary = record.get("summary") or {}
+        rmse, base = summary.get("rmse"), summary.get("baseline_rmse")
+        problems = record.get("problems")
+        return {
+            "name": record["name"], "kind": record["kind"], "created": _when(record),
+            "state": f"damaged: {'; '.join(problems)}" if problems else summary.get("state", ""),
+            "test RMSE (10⁻⁶ Å⁻²)": rmse, "baseline RMSE": base,
+            "NR misfit (decades)": (summary.get("agreement") or {}).get("median_decades"),
+            "size (MB)": round(summary["bytes"] / 1e6, 2) if summary.get("bytes") else None,
+            **owner,
+        }
+    except Exception as exc:  # noqa: BLE001 - isolation: whatever is wrong with it, it is one line
+        return {"name": str(record.get("name"))[:80], "kind": str(record.get("kind")), "created": _when(record),
+                "state": f"error: {type(exc).__name__}: {exc}"[:200], **owner}
+
+
+def _label(record: dict) -> str:
+    return f"{record['name']} · {record['kind']} · {_when(record)}" + (" · damaged" if record.get("problems") else "")
 
 
 st.dataframe(pd.DataFrame([_row(r) for r in found]), hide_index=True, width="stretch")
@@ -61,8 +79,7 @@ by_id = {r["id"]: r for r in found}
 # A record deleted or filtered out must leave the selection, or the widget refuses the stale value.
 st.session_state["history_selected"] = [i for i in st.session_state.get("history_selected", []) if i in by_id]
 picked = st.multiselect("Select records", list(by_id), key="history_selected",
-                        format_func=lambda i: f"{by_id[i]['name']} · {by_id[i]['kind']} · "
-                                              f"{dt.datetime.fromtimestamp(by_id[i]['created']):%Y-%m-%d %H:%M}",
+                        format_func=lambda i: _label(by_id[i]),
                         placeholder="one to open, rename, delete or export; two or more to compare")
 chosen = [by_id[i] for i in picked if i in by_id]
 if not chosen:
@@ -103,10 +120,19 @@ def _show_analysis(record: dict, files_dir) -> None:
         column.plotly_chart(figure)
 
 
-if len(chosen) == 1:
-    record = chosen[0]
+def _delete(record: dict) -> None:
+    with st.expander("Delete", expanded=bool(record.get("problems"))):
+        st.warning("This removes the record and all its files (model, data, checkpoints). It cannot be undone.")
+        if st.checkbox("Yes, delete it", key=f"confirm_{record['id']}") and st.button("Delete for good"):
+            try:
+                records.delete_record(user, record["id"])
+                st.rerun()
+            except ReflectError as exc:  # a running job, access, files: all shown as they are
+                st.error(str(exc))
+
+
+def _details(record: dict) -> None:
     files_dir = records.record_dir(record)
-    st.subheader(record["name"])
     c = st.columns([1, 2, 1])
     if record["kind"] == "analysis":
         _show_analysis(record, files_dir)
@@ -120,14 +146,6 @@ if len(chosen) == 1:
             st.rerun()
         except ReflectError as exc:
             st.error(str(exc))
-    with st.expander("Delete"):
-        st.warning("This removes the record and all its files (model, data, checkpoints). It cannot be undone.")
-        if st.checkbox("Yes, delete it", key=f"confirm_{record['id']}") and st.button("Delete for good"):
-            try:
-                records.delete_record(user, record["id"])
-                st.rerun()
-            except ReflectError as exc:  # a running job, access, files: all shown as they are
-                st.error(str(exc))
     with st.expander("Export as a bundle"):
         sizes = bundle_parts(record, files_dir)
         picked = {part for part, size in sizes.items()
@@ -140,8 +158,9 @@ if len(chosen) == 1:
             file_name=f"{record['name'][:40].replace(' ', '_')}.zip", mime="application/zip")
     st.caption("Parameters")
     st.json(record["params"], expanded=False)
-else:
-    st.subheader(f"Comparing {len(chosen)} records")
+
+
+def _compare(chosen: list[dict]) -> None:
     trained = [r for r in chosen if r["kind"] == "training" and r["summary"].get("state") == "completed"]
     if len(trained) < 2:
         st.info("Comparison needs two or more completed training runs.")
@@ -158,4 +177,23 @@ else:
         else:
             pick = st.number_input("Test curve", 0, len(shared["index"]) - 1, 0)
             st.plotly_chart(profile_overlay(trained, shared, int(pick)))
+
+
+if len(chosen) == 1:
+    record = chosen[0]
+    st.subheader(record["name"])
+    if record.get("problems"):
+        st.error("This record is damaged (" + "; ".join(record["problems"]) + "): what can be read is shown; "
+                 "it can be deleted below.")
+    try:
+        _details(record)
+    except Exception as exc:  # noqa: BLE001 - isolation: one record's files never take the page down
+        st.error(f"This record cannot be shown: {type(exc).__name__}: {exc}")
+    _delete(record)
+else:
+    st.subheader(f"Comparing {len(chosen)} records")
+    try:
+        _compare(chosen)
+    except Exception as exc:  # noqa: BLE001 - a damaged model among them
+        st.error(f"These records cannot be compared: {type(exc).__name__}: {exc}")
 render_import(user)

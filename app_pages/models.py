@@ -1,7 +1,10 @@
 """Models and data: upload training arrays, measured curves and models; see model cards;
-predict an SLD profile for a measured curve."""
+predict an SLD profile for a measured curve. Every stored curve and model renders on its
+own: one that cannot be read shows why, with a Delete button, and the rest still works."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
@@ -10,10 +13,11 @@ from reflect_core.accounts import rate_limit
 from reflect_core.accounts.limits import LimitError, check_upload_size
 from reflect_core.analysis.measured import analyse_with_model, has_own_resolution, save_analysis
 from reflect_core.base.errors import ReflectError
-from reflect_core.formats.curves import csv_text, read_curve
-from reflect_core.ml.meta import ModelLoadError, ModelMeta
+from reflect_core.formats.curves import csv_text
+from reflect_core.ml.meta import ModelMeta
 from reflect_core.ml.predict import PredictError
 from reflect_core.store import user_files
+from reflect_core.store.user_files import human_bytes
 from reflect_core.uploads import UploadError, validate_upload
 from reflect_core.viz.figures import reflectivity_figure, sld_figure
 from ui.session import current_limits, current_user, rate_limit_per_minute, sees_everyone
@@ -22,6 +26,7 @@ user, limits = current_user(), current_limits()
 st.title("Models and data")
 st.caption(f"Uploads are checked before they are kept (limit {limits.upload_bytes / 1e6:,.0f} MB per file, "
            f"{limits.profile} profile) and stay private to you.")
+DELETE_ERROR = "models_delete_error"
 
 
 def accept(upload, role: str):
@@ -44,9 +49,68 @@ def once(upload) -> bool:
     return True
 
 
+def delete(what: str, action, *args) -> None:
+    """Button callback: delete through the library; a refusal is shown on the next run."""
+    try:
+        action(user, *args)
+    except (ReflectError, OSError) as exc:
+        st.session_state[DELETE_ERROR] = f"{what} was not deleted: {exc}"
+
+
+def curve_row(name: str):
+    """One stored curve on its own line, with a Delete button; its Curve, or None when it cannot be read."""
+    c = st.columns([6, 1], vertical_alignment="center")
+    c[1].button("Delete", key=f"delete_curve_{name}", on_click=delete, args=(name, user_files.delete_curve, name))
+    try:
+        curve = user_files.load_curve(user, name)
+    except (ReflectError, OSError) as exc:
+        c[0].error(f"**{name}** cannot be read: {exc}")
+        return None
+    extras = [label for label, column in (("dR", curve.dr), ("dQ", curve.dq)) if column is not None]
+    c[0].markdown(f"**{name}** · {curve.q.size} points · Q {curve.q.min():.4g}–{curve.q.max():.4g} Å⁻¹"
+                  + (f" · with {' and '.join(extras)}" if extras else ""))
+    return curve
+
+
+def card_caption(model_dir: Path) -> str:
+    meta = ModelMeta.read(model_dir)
+    q, z = meta.q, meta.z
+    metrics = (meta.metrics or {}).get("model") or {}
+    baseline = (meta.metrics or {}).get("baseline") or {}
+    prior = meta.prior or {}
+    return (f"Architecture {meta.model.arch} ({meta.parameters or 0:,} parameters) · "
+            f"Q grid {q.size} points {q.min():.4g}–{q.max():.4g} Å⁻¹ · dQ/Q {100 * meta.dq:.3g} % FWHM · "
+            f"profile {z.size} points {z.min():.0f}–{z.max():.0f} Å · "
+            + (f"prior: {len(prior['film']['layers'])} layers, {len(prior['bounds'])} bounds · " if prior else "")
+            + (f"test RMSE {metrics['rmse']:.3g} (baseline {baseline['rmse']:.3g}) 10⁻⁶ Å⁻² · "
+               if metrics else "no test metrics · ")
+            + f"{sum(f.stat().st_size for f in model_dir.iterdir()) / 1e6:.1f} MB")
+
+
+def model_card(entry: user_files.StoredModel) -> None:
+    record, problem, text = entry.record, entry.error, None
+    if problem is None:
+        try:
+            text = card_caption(entry.model_dir)
+        except Exception as exc:  # noqa: BLE001 - one damaged card must not take the page down
+            problem = f"{type(exc).__name__}: {exc}"
+    st.markdown(f"**{record['name']}** · {record['kind']}" + (f" · owner {record['owner']}"
+                                                               if sees_everyone(user) else ""))
+    if text is not None:
+        st.caption(text)
+        return
+    c = st.columns([6, 1], vertical_alignment="center")
+    c[0].error(f"This model cannot be read: {problem}")
+    c[1].button("Delete", key=f"delete_model_{record['id']}", on_click=delete,
+                args=(f"model '{record['name']}'", user_files.delete_model, record["id"]))
+
+
+if error := st.session_state.pop(DELETE_ERROR, None):
+    st.error(error)
 uploads_tab, models_tab, predict_tab = st.tabs(["Upload", "Model cards", "Predict"])
 
 with uploads_tab:
+    usage_line = st.empty()  # filled in after this run's uploads
     st.subheader("Training arrays")
     st.caption("pyreflect format: NR (N, 2, L) rows [Q in Å⁻¹, R] and SLD (N, 2, M) rows [z in Å, SLD in 10⁻⁶ Å⁻²], "
                "float .npy without pickles. They appear as a data source on the Train page.")
@@ -58,9 +122,9 @@ with uploads_tab:
         if nr and sld:
             try:
                 user_files.save_array_pair(user, (nr_file.name, nr_file.getvalue(), nr.content.shape),
-                                                    (sld_file.name, sld_file.getvalue(), sld.content.shape))
+                                           (sld_file.name, sld_file.getvalue(), sld.content.shape), limits=limits)
                 st.success(f"Kept: {nr.description}; {sld.description}.")
-            except UploadError as exc:
+            except ReflectError as exc:
                 st.error(f"Not kept: {exc}")
     sets = user_files.array_sets(user)
     if sets:
@@ -72,57 +136,52 @@ with uploads_tab:
     curve_file = st.file_uploader("Text (Q, R[, dR[, dQ]] in Å⁻¹) or ORSO .ort", type=["txt", "dat", "csv", "ort"],
                                   key="up_curve")
     if once(curve_file) and (accepted := accept(curve_file, "curve")):
-        user_files.save_curve(user, curve_file.name, curve_file.getvalue())
-        st.success(f"Kept: {accepted.description}.")
+        try:  # the curve as the check parsed it is what is kept, and what every page reads back
+            kept = user_files.save_curve(user, curve_file.name, curve_file.getvalue(), accepted.content, limits=limits)
+            st.success(f"Kept as {kept}: {accepted.description}.")
+        except (ReflectError, OSError) as exc:
+            st.error(f"Not kept: {exc}")
+    readable = {}  # name → Curve, for the Predict tab
+    for curve_name in user_files.curves(user):
+        if (curve := curve_row(curve_name)) is not None:
+            readable[curve_name] = curve
 
     st.subheader("Models")
     c = st.columns(2)
     model_file = c[0].file_uploader("A model directory as .zip (from this app)", type=["zip"], key="up_model")
     if once(model_file) and accept(model_file, "model"):
         try:
-            record = user_files.add_model_zip(user, model_file.name, model_file.getvalue(), limits.upload_bytes)
+            record = user_files.add_model_zip(user, model_file.name, model_file.getvalue(), limits.upload_bytes,
+                                              limits=limits)
             st.success(f"Model '{record['name']}' added.")
-        except (UploadError, FileExistsError) as exc:
+        except (ReflectError, FileExistsError) as exc:
             st.error(f"Not kept: {exc}")
     with c[1]:
         weights_file = st.file_uploader("pyreflect weights (.pth)", type=["pth", "pt"], key="up_weights")
-        stats_file = st.file_uploader("its normalisation stats (.npy or .json)", type=["npy", "json"],
-                                      key="up_stats")
+        stats_file = st.file_uploader("its normalisation stats (.json or .npz; a pickled .npy is refused with "
+                                      "what to do instead)", type=["json", "npz", "npy"], key="up_stats")
         if weights_file and stats_file and once(weights_file) | once(stats_file):
             weights, stats = accept(weights_file, "pyreflect_weights"), accept(stats_file, "pyreflect_stats")
             if weights and stats:
                 try:
                     record = user_files.add_pyreflect_model(user, weights_file.name, weights_file.getvalue(),
-                                                            stats.content)
+                                                            stats.content, limits=limits)
                     st.success(f"pyreflect model '{record['name']}' added.")
-                except UploadError as exc:
+                except ReflectError as exc:
                     st.error(f"Not kept: {exc}")
+    used = user_files.usage_bytes(user)
+    usage_line.caption(f"Your storage: {human_bytes(used)} of {human_bytes(limits.storage_bytes)} "
+                       f"({100 * used / limits.storage_bytes:.1f} %): uploads, models, training runs and analyses. "
+                       f"An upload that would go over is not kept.")
 
-models = user_files.model_records(user)
+entries = user_files.models(user)
+models = [(entry.record, entry.model_dir) for entry in entries if entry.error is None]
 with models_tab:
-    if not models:
+    if not entries:
         st.info("No models yet: train one, or upload one.")
-    for record, model_dir in models:
+    for entry in entries:
         with st.container(border=True):
-            st.markdown(f"**{record['name']}** · {record['kind']}" + (f" · owner {record['owner']}"
-                                                                       if sees_everyone(user) else ""))
-            try:
-                meta = ModelMeta.read(model_dir)
-            except ModelLoadError as exc:
-                st.warning(f"This model cannot be used: {exc}")
-                continue
-            q, z = meta.q, meta.z
-            metrics = (meta.metrics or {}).get("model") or {}
-            baseline = (meta.metrics or {}).get("baseline") or {}
-            prior = meta.prior or {}
-            st.caption(
-                f"Architecture {meta.model.arch} ({meta.parameters or 0:,} parameters) · "
-                f"Q grid {q.size} points {q.min():.4g}–{q.max():.4g} Å⁻¹ · dQ/Q {100 * meta.dq:.3g} % FWHM · "
-                f"profile {z.size} points {z.min():.0f}–{z.max():.0f} Å · "
-                + (f"prior: {len(prior['film']['layers'])} layers, {len(prior['bounds'])} bounds · " if prior else "")
-                + (f"test RMSE {metrics['rmse']:.3g} (baseline {baseline['rmse']:.3g}) 10⁻⁶ Å⁻² · "
-                   if metrics else "no test metrics · ")
-                + f"{sum(f.stat().st_size for f in model_dir.iterdir()) / 1e6:.1f} MB")
+            model_card(entry)
 
 with predict_tab:
     if not models:
@@ -131,13 +190,12 @@ with predict_tab:
     names = [f"{r['name']} ({r['id']})" for r, _ in models]
     pick = st.selectbox("Model", range(len(models)), format_func=names.__getitem__)
     record, model_dir = models[pick]
-    curve_paths = user_files.curves(user)
-    if not curve_paths:
+    if not readable:
         st.info("Upload a measured curve first (Upload tab).")
         st.stop()
-    path = st.selectbox("Measured curve", curve_paths, format_func=lambda p: p.name)
+    curve_name = st.selectbox("Measured curve", list(readable))
+    curve, stem = readable[curve_name], Path(curve_name).stem
     try:
-        curve = read_curve(path).sorted()
         model_dq = ModelMeta.read(model_dir).dq
         result = analyse_with_model(model_dir, curve)
     except PredictError as exc:
@@ -173,12 +231,12 @@ with predict_tab:
     c[1].plotly_chart(reflectivity_figure([("recomputed from the predicted profile", result.q, result.r)], rq4=rq4,
                                           data=curve))
     c = st.columns([2, 1, 1])
-    name = c[0].text_input("Analysis name", value=f"{path.stem} · {record['name']}"[:80], max_chars=80)
+    name = c[0].text_input("Analysis name", value=f"{stem} · {record['name']}"[:80], max_chars=80)
     c[1].download_button("Profile (CSV)", csv_text(["z (Å)", "SLD (1e-6 Å^-2)"], [result.z, result.sld]),
-                         file_name=f"{path.stem}_profile.csv", mime="text/csv")
+                         file_name=f"{stem}_profile.csv", mime="text/csv")
     if c[2].button("Save to history", type="primary"):
         try:
-            saved = save_analysis(user, name, result, path.name, path.read_bytes(), record)
+            saved = save_analysis(user, name, result, curve_name, curve, record)
             st.success(f"Saved '{saved['name']}' to your history.")
         except (OSError, ReflectError) as exc:
             st.error(f"Not saved: {exc}")

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from reflect_core import jobs
 from reflect_core.accounts import rate_limit
-from reflect_core.accounts.limits import check_spec
 from reflect_core.base.errors import ReflectError
-from reflect_core.data.generate import DatasetError, dataset_from_dict
-from reflect_core.formats.curves import CurveError, matching_grid, read_curve
+from reflect_core.data.generate import MAX_COUNTS, MAX_PROFILE_POINTS, DatasetError, dataset_from_dict
+from reflect_core.formats.curves import matching_grid
 from reflect_core.ml.estimates import dataset_bytes, generation_seconds, model_size, training_seconds
 from reflect_core.ml.settings import (
     ARCHITECTURES,
@@ -21,7 +19,7 @@ from reflect_core.ml.settings import (
 )
 from reflect_core.ml.spec import SpecError, TrainSpec
 from reflect_core.physics.film import FilmError
-from reflect_core.physics.simulate import PYREFLECT_DQ, PYREFLECT_NQ, PYREFLECT_QMAX, PYREFLECT_QMIN
+from reflect_core.physics.simulate import MAX_DQ, MAX_Q, PYREFLECT_DQ, PYREFLECT_NQ, PYREFLECT_QMAX, PYREFLECT_QMIN
 from reflect_core.store import records, user_files
 from ui import film_editor
 from ui.bounds_editor import render_bounds_editor
@@ -44,6 +42,14 @@ def number(where, label, key, default, **kwargs):
     return keep(key, where.number_input(label, key=key, **kwargs))
 
 
+def clamped(key: str, default, low, high, shared: str | None = None) -> str:
+    """``seed`` for a number input whose value is shared with another page: clamped to this
+    page's range (Streamlit refuses to draw a widget whose value is out of range)."""
+    seed(key, default, shared)
+    st.session_state[key] = min(max(st.session_state[key], low), high)
+    return key
+
+
 @st.cache_data(show_spinner=False, max_entries=16)
 def _generation_estimate(dataset: dict) -> float:
     return generation_seconds(dataset_from_dict(dataset))
@@ -58,8 +64,11 @@ def _training_estimate(model: dict, training: dict, n_train: int, n_q: int, n_z:
 
 user, limits = current_user(), current_limits()
 st.title("Train an NR → SLD network")
-st.caption(f"Limits in force ({limits.profile} profile): {limits.curves:,} curves, {limits.epochs} epochs, batch "
-           f"{limits.batch_size}, {limits.cnn_layers} CNN layers, dropout ≤ {limits.dropout}, "
+st.caption(f"Limits in force ({limits.profile} profile): {limits.curves:,} curves "
+           f"({limits.exact_curves:,} in exact mode), {limits.q_points:,} Q points, {limits.profile_points:,} profile "
+           f"points, {limits.dataset_bytes / 1e6:,.0f} MB of arrays, {limits.epochs} epochs, batch "
+           f"{limits.batch_size}, {limits.cnn_layers} CNN layers, {limits.channels} channels, dense width "
+           f"{limits.hidden:,}, {limits.parameters / 1e6:,.0f} M parameters, dropout ≤ {limits.dropout}, "
            f"{limits.concurrent_jobs} concurrent job(s).")
 st.caption("Curves are generated from the explorer's film with the parameters you let vary, then a network learns "
            "to map each curve to its SLD profile. The job runs in a separate process: it keeps going if you "
@@ -75,11 +84,12 @@ except FilmError as exc:
 MAX_Q_POINTS = 20_000
 
 
-def _match_curve(path) -> None:
-    """Button callback: the Q settings below take the measured curve's range and resolution."""
+def _match_curve(name: str) -> None:
+    """Button callback: the Q settings below take the measured curve's range and resolution
+    (the stored curve as its upload check parsed it: Q and dQ FWHM in Å⁻¹)."""
     try:
-        grid = matching_grid(read_curve(path))
-    except CurveError as exc:
+        grid = matching_grid(user_files.load_curve(user, name))
+    except (ReflectError, OSError) as exc:
         st.session_state["train_match_error"] = str(exc)
         return
     settings = [("train_qmin", "qmin", grid["qmin"]), ("train_qmax", "qmax", grid["qmax"]),
@@ -93,16 +103,15 @@ def _match_curve(path) -> None:
 
 def render_curve_matcher() -> None:
     """Train for a measurement: a network only reads curves on its own Q range."""
-    by_name = {p.name: p for p in user_files.curves(user)}
-    if not by_name:
+    names = user_files.curves(user)
+    if not names:
         return
     c = st.columns([3, 2], vertical_alignment="bottom")
-    name = c[0].selectbox("Match a measured curve (optional)", list(by_name), index=None,
+    name = c[0].selectbox("Match a measured curve (optional)", names, index=None,
                           placeholder="one of your uploaded curves",
                           help="Sets Q min, Q max, the number of Q points and dQ/Q (from its dQ column, if it has "
                                "one) so that the model covers the curve without extrapolating.")
-    c[1].button("Use its Q range and resolution", disabled=name is None, on_click=_match_curve,
-                args=(by_name.get(name),))
+    c[1].button("Use its Q range and resolution", disabled=name is None, on_click=_match_curve, args=(name,))
     if error := st.session_state.pop("train_match_error", None):
         st.error(error)
 
@@ -117,30 +126,35 @@ def generated_dataset():
     n_curves = number(c[0], "Curves", "train_n", min(5000, limits.curves), min_value=10, max_value=limits.curves,
                       step=1000,
                       help="Number of synthetic curves (train + validation + test).")
-    data_seed = number(c[1], "Seed", "train_data_seed", 0, min_value=0, step=1, help="Same seed, same curves.")
+    data_seed = number(c[1], "Seed", "train_data_seed", 0, min_value=0, max_value=2**32 - 1, step=1,
+                       help="Same seed, same curves.")
     sampler = keep("train_sampler", c[2].selectbox("Sampling", ["latin_hypercube", "uniform"],
                                                    key=seed("train_sampler", "latin_hypercube")))
-    n_profile = number(c[3], "Profile points", "train_n_profile", 900, min_value=50, max_value=5000, step=50,
+    n_profile = number(c[3], "Profile points", "train_n_profile", 900, min_value=50,
+                       max_value=min(MAX_PROFILE_POINTS, limits.profile_points), step=50,
                        help="Points of each SLD label on one z grid for the whole dataset.")
     render_curve_matcher()
     c = st.columns(4)
     # The explorer's Q grid and resolution, shared both ways.
-    qmin = keep("qmin", c[0].number_input("Q min (Å⁻¹)", key=seed("train_qmin", PYREFLECT_QMIN, "qmin"), format="%.5f",
-                                          step=0.001))
-    qmax = keep("qmax", c[1].number_input("Q max (Å⁻¹)", key=seed("train_qmax", PYREFLECT_QMAX, "qmax"), format="%.5f",
-                                          step=0.01))
-    nq = keep("nq", c[2].number_input("Q points", key=seed("train_nq", PYREFLECT_NQ, "nq"), min_value=2,
-                                      max_value=MAX_Q_POINTS))
-    dq_percent = keep("dq_percent", c[3].number_input("dQ/Q (FWHM, %)", key=seed("train_dq", 100 * PYREFLECT_DQ,
-                                                                                   "dq_percent"),
-                                                      format="%.4f", step=0.5))
+    # Physical bounds (physics.simulate) and the profile's Q points.
+    qmin = keep("qmin", c[0].number_input("Q min (Å⁻¹)", key=clamped("train_qmin", PYREFLECT_QMIN, 0.0, MAX_Q, "qmin"),
+                                          min_value=0.0, max_value=MAX_Q, format="%.5f", step=0.001))
+    qmax = keep("qmax", c[1].number_input("Q max (Å⁻¹)", key=clamped("train_qmax", PYREFLECT_QMAX, 0.0, MAX_Q, "qmax"),
+                                          min_value=0.0, max_value=MAX_Q, format="%.5f", step=0.01))
+    max_nq = min(MAX_Q_POINTS, limits.q_points)
+    nq = keep("nq", c[2].number_input("Q points", key=clamped("train_nq", PYREFLECT_NQ, 2, max_nq, "nq"), min_value=2,
+                                      max_value=max_nq))
+    dq_percent = keep("dq_percent", c[3].number_input(
+        "dQ/Q (FWHM, %)", key=clamped("train_dq", 100 * PYREFLECT_DQ, 0.0, 100 * MAX_DQ, "dq_percent"),
+        min_value=0.0, max_value=100 * MAX_DQ, format="%.4f", step=0.5))
     c = st.columns([1.2, 1, 1, 2])
     noisy = keep("train_noise", c[0].toggle("Counting noise", key=seed("train_noise", False),
                                             help="Poisson noise as in a measurement: a point of reflectivity R gets "
                                                  "√(R·N₀)/N₀ error."))
-    counts = c[1].number_input("N₀: counts at R = 1", key=seed("train_counts", 1e7), format="%.2e", disabled=not noisy)
-    background = c[2].number_input("Background (R units)", key=seed("train_bkg", 0.0), format="%.2e", step=1e-7,
-                                   disabled=not noisy)
+    counts = c[1].number_input("N₀: counts at R = 1", key=clamped("train_counts", 1e7, 1.0, MAX_COUNTS),
+                               min_value=1.0, max_value=MAX_COUNTS, format="%.2e", disabled=not noisy)
+    background = c[2].number_input("Background (R units)", key=clamped("train_bkg", 0.0, 0.0, 1.0), min_value=0.0,
+                                   max_value=1.0, format="%.2e", step=1e-7, disabled=not noisy)
     keep("train_counts", counts)
     keep("train_bkg", background)
     exact = keep("train_exact", c[3].toggle(
@@ -200,8 +214,10 @@ arch = keep("train_arch", c[0].selectbox("Architecture", ARCHITECTURES, key=seed
                                                       "pyreflect_cnn": "pyreflect CNN (155 M, GPU)"}.get))
 layers = number(c[1], "Conv layers", "train_layers", 4 if arch == "compact_cnn" else 12, min_value=1,
                 max_value=limits.cnn_layers)
-channels = number(c[2], "Channels", "train_channels", 32, min_value=1, max_value=512, disabled=arch != "compact_cnn")
-hidden = number(c[3], "Dense width", "train_hidden", 256, min_value=8, max_value=8192, disabled=arch != "compact_cnn")
+channels = number(c[2], "Channels", "train_channels", 32, min_value=1, max_value=limits.channels,
+                  disabled=arch != "compact_cnn")
+hidden = number(c[3], "Dense width", "train_hidden", 256, min_value=8, max_value=limits.hidden,
+                disabled=arch != "compact_cnn")
 dropout = number(c[4], "Dropout", "train_dropout", 0.05, min_value=0.0, max_value=limits.dropout, step=0.05,
                  format="%.2f")
 c = st.columns(5)
@@ -214,10 +230,10 @@ c = st.columns(5)
 val_fraction = number(c[0], "Validation fraction", "train_val", 0.1, min_value=0.01, max_value=0.49, step=0.05)
 test_fraction = number(c[1], "Test fraction", "train_test", 0.1, min_value=0.01, max_value=0.49, step=0.05,
                        help="Held out until the end: never used for training, normalisation or model selection.")
-train_seed = number(c[2], "Training seed", "train_seed", 0, min_value=0)
-patience = number(c[3], "Early stopping (epochs)", "train_patience", 8, min_value=0,
+train_seed = number(c[2], "Training seed", "train_seed", 0, min_value=0, max_value=2**32 - 1)
+patience = number(c[3], "Early stopping (epochs)", "train_patience", 8, min_value=0, max_value=limits.epochs,
                   help="Stop after this many epochs without validation improvement; 0 = never.")
-checkpoint_every = number(c[4], "Checkpoint every (epochs)", "train_ckpt", 5, min_value=0)
+checkpoint_every = number(c[4], "Checkpoint every (epochs)", "train_ckpt", 5, min_value=0, max_value=limits.epochs)
 
 model = {"arch": arch, "layers": int(layers), "channels": int(channels), "hidden": int(hidden),
          "dropout": float(dropout)}
@@ -230,8 +246,8 @@ try:
     n_train = int(n_curves * (1 - val_fraction - test_fraction))
     with st.spinner("Estimating…"):
         train_s, params, size = _training_estimate(model, training, n_train, nq, n_profile)
-    st.caption(f"Model: {params:,} parameters ({size / 1e6:,.1f} MB). Estimated training time here: "
-               f"{train_s / 60:,.1f} min for {epochs} epochs (early stopping may end sooner).")
+    st.caption(f"Model: {params:,} parameters ({size / 1e6:,.1f} MB), counted from the settings. Estimated training "
+               f"time here: {train_s / 60:,.1f} min for {epochs} epochs (early stopping may end sooner).")
 except (SpecError, ModelError, TrainingError) as exc:
     st.error(str(exc))
     st.stop()
@@ -241,10 +257,10 @@ with st.form("submit_run", clear_on_submit=False, border=False):
     run_name = c[0].text_input("Run name (optional)", max_chars=80, placeholder="e.g. polymer on Si, 5k curves")
     if c[1].form_submit_button("Train", type="primary", width="stretch"):
         try:
-            # The widgets are clamped to the limits; the server still re-checks what arrives.
-            check_spec(spec, limits, jobs.active_count(user.name))
+            # The widgets are clamped to the limits; the job store checks the spec and the user's
+            # active jobs again, once, under its lock (two tabs submitting at once cannot both pass).
             rate_limit.hit(user.name, "submit", rate_limit_per_minute("submit"))
-            run_id, _ = records.submit_training(user, spec, run_name.strip() or None)
+            run_id, _ = records.submit_training(user, spec, run_name.strip() or None, limits=limits)
             st.session_state[SELECTED] = run_id
         except ReflectError as exc:
             st.error(str(exc))

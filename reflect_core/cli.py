@@ -48,6 +48,17 @@ def _write(path: str, text: str) -> None:
         raise CliError(f"cannot write {path}: {exc.strerror}") from None
 
 
+def _read(path: str, limit: int) -> bytes:
+    """A file's bytes, refused past ``limit`` without reading more than that."""
+    try:
+        data = read_bounded(path, limit)
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc.strerror}") from None
+    if len(data) > limit:
+        raise CliError(f"{path}: larger than {limit:,} bytes")
+    return data
+
+
 def _film(path: str):
     try:
         return load_film(path)
@@ -114,8 +125,12 @@ def cmd_predict(args) -> None:
 def cmd_analyse(args) -> None:
     """Predict the profile of a measured curve and say how well it explains the data."""
     from reflect_core.analysis.measured import analyse_with_model
+    from reflect_core.formats.curves import MAX_CURVE_BYTES
+    from reflect_core.uploads import validate_upload
 
-    result = analyse_with_model(args.model_dir, read_curve(args.curve))
+    # The same checks as an upload on the Models page: text or ORSO, units, R that is R.
+    curve = validate_upload(Path(args.curve).name, _read(args.curve, MAX_CURVE_BYTES), "curve", MAX_CURVE_BYTES)
+    result = analyse_with_model(args.model_dir, curve.content)
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
     _write(args.out, csv_text(["z", "sld"], [result.z, result.sld]))
@@ -130,19 +145,15 @@ def cmd_import_pyreflect(args) -> None:
     from reflect_core.ml.model_store import MAX_WEIGHTS_BYTES
     from reflect_core.store.user_files import add_pyreflect_model
     from reflect_core.uploads import validate_upload
+    from reflect_core.uploads.pickled_stats import stats_from_pickled_npy
 
-    def read(path: str, limit: int) -> bytes:
-        try:
-            data = read_bounded(path, limit)
-        except OSError as exc:
-            raise CliError(f"cannot read {path}: {exc.strerror}") from None
-        if len(data) > limit:
-            raise CliError(f"{path}: larger than {limit:,} bytes")
-        return data
-
-    stats = validate_upload(Path(args.stats).name, read(args.stats, 10_000_000), "pyreflect_stats", 10_000_000)
-    weights = read(args.weights, MAX_WEIGHTS_BYTES)
-    record = add_pyreflect_model(User(args.user), Path(args.weights).name, weights, stats.content)
+    stats_name, stats_bytes = Path(args.stats).name, _read(args.stats, 10_000_000)
+    if Path(args.stats).suffix.lower() == ".npy":  # pyreflect's pickle: read in a separate, limited process
+        stats = stats_from_pickled_npy(stats_name, stats_bytes)
+    else:
+        stats = validate_upload(stats_name, stats_bytes, "pyreflect_stats", 10_000_000).content
+    weights = _read(args.weights, MAX_WEIGHTS_BYTES)
+    record = add_pyreflect_model(User(args.user), Path(args.weights).name, weights, stats)
     print(f"imported as '{record['name']}' (record {record['id']}) for user {args.user}")
 
 
@@ -228,7 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     imp = sub.add_parser("import-pyreflect", help="add pyreflect CNN weights + stats to a user's models "
                                                   "(for weight files over the upload limit)")
     imp.add_argument("weights", help="pyreflect CNN state dict (.pth)")
-    imp.add_argument("stats", help="its normalisation stats (.npy as pyreflect saves it, or .json)")
+    imp.add_argument("stats", help="its normalisation stats: .npy as pyreflect saves it (read in a separate, "
+                                   "resource-limited process), .json or .npz")
     imp.add_argument("--user", default="local", help="owner of the imported model (default: local)")
     imp.set_defaults(run=cmd_import_pyreflect)
 

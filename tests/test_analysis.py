@@ -110,7 +110,7 @@ def saved_for(user: User, name: str = "dPS on run 1") -> tuple[dict, Curve]:
     z, sld, _ = film_profile(FILM)
     result = analyse(z, sld, parse_curve(text, "dps.csv"), model_dq=0.0295)
     model_record = {"id": "m1", "name": "run 1"}
-    return save_analysis(user, name, result, "dps.csv", text, model_record), curve
+    return save_analysis(user, name, result, "dps.csv", parse_curve(text, "dps.csv"), model_record), curve
 
 
 def test_saved_analysis_reads_back_belongs_to_its_owner_and_goes_with_its_record(data):

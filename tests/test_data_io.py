@@ -58,3 +58,18 @@ def test_matching_grid_of_the_real_file_stays_inside_it(shared_data_path):
     q = q_grid(grid["qmin"], grid["qmax"], grid["nq"])
     assert q[0] >= curve.q.min() * (1 - 1e-12) and q[-1] <= curve.q.max() * (1 + 1e-12)
     assert matching_grid(parse_curve("0.01 1\n0.02 0.5\n"))["dq"] is None  # no dQ column
+
+
+@pytest.mark.parametrize("raw", [b"\xef\xbb\xbf0.01 1\n0.02 0.5\n", b"\xef\xbb\xbfQ,R\n0.01,1\n0.02,0.5\n",
+                                 "\ufeff0.01 1\n0.02 0.5\n"])
+def test_a_utf8_byte_order_mark_is_read_past(raw):
+    curve = parse_curve(raw, "bom.csv")
+    np.testing.assert_array_equal(curve.q, [0.01, 0.02])
+    np.testing.assert_array_equal(curve.r, [1, 0.5])
+
+
+def test_an_orso_file_is_not_read_as_plain_columns():
+    # Its Q may be in 1/nm and its resolution a 1-sigma width: only the ORSO reader knows.
+    with pytest.raises(CurveError, match="run.ort: an ORSO file"):
+        parse_curve("# # ORSO reflectivity data file | 1.2 standard | YAML encoding\n# Qz (1/nm) R\n0.1 1\n0.2 0.5\n",
+                    "run.ort")

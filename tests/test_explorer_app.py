@@ -112,3 +112,70 @@ def test_sidebar_states_optional_engines(app):
     for name in ("pyreflect", "Modal", "Hugging Face Hub", "Login"):
         assert name in text
     assert "single-user" in text
+
+
+# --- physical bounds and the film-layer limit (nothing big is computed to refuse them) -----------------------------
+
+
+def film_json(layers) -> bytes:
+    return json.dumps({"layers": layers}).encode()
+
+
+def upload(at, data: bytes, name="film.json"):
+    at.file_uploader[0].set_value((name, data, "application/json")).run()
+    assert not at.exception, at.exception
+    return [e.value for e in at.error]
+
+
+def test_widgets_carry_the_physical_bounds(app):
+    assert thickness_input(app, 2).max == 1e5
+    uid = app.session_state["film_rows"][2]["uid"]
+    assert app.number_input(key=f"L{uid}_roughness").max == 1000
+    assert app.number_input(key=f"L{uid}_sld").max == 100 and app.number_input(key=f"L{uid}_sld").min == -100
+    assert app.number_input(key="qmax").max == 2.0 and app.number_input(key="nq").max == 20_000
+    assert app.number_input(key="dq_percent").max == 50.0
+
+
+def test_huge_thickness_in_an_uploaded_film_is_refused_with_a_message(app):
+    rows = [dict(r) for r in app.session_state["film_rows"]]
+    layers = [{"name": "Si", "sld": 2.07}, {"name": "thick", "sld": 4.0, "thickness": 3e7, "roughness": 5},
+              {"name": "air", "sld": 0.0}]
+    errors = upload(app, film_json(layers))
+    assert any("3e+07" in e and "physical bound" in e and "unchanged" in e for e in errors), errors
+    assert [r["name"] for r in app.session_state["film_rows"]] == [r["name"] for r in rows]
+    assert len(app.get("plotly_chart")) == 2
+
+
+def test_a_remembered_q_max_of_1000_is_refused_with_a_message():
+    app = AppTest.from_file(APP, default_timeout=60)
+    app.session_state["_keep_qmax"] = 1000.0  # the Q max shared between pages, from before the bounds
+    app.run()
+    assert not app.exception, app.exception
+    assert any("1000" in w.value and "physical bounds" in w.value for w in app.warning)
+    assert app.number_input(key="qmax").value == 2.0
+    assert values(figure(app, 0)["data"][0]["x"]).max() <= 2.0
+
+
+def test_too_many_layers_are_refused_by_the_film_layer_limit(app):
+    layers = [{"name": f"l{i}", "sld": 1.0 + i % 3, "thickness": 10.0, "roughness": 1.0} for i in range(500)]
+    errors = upload(app, film_json(layers))
+    assert any("film layers 500 > 20" in e for e in errors), errors
+    assert len(app.session_state["film_rows"]) == 8  # the default film is kept
+
+
+def test_a_5000_digit_number_in_an_uploaded_film_is_a_clear_error(app):
+    text = b'{"layers": [{"sld": ' + b"9" * 5000 + b'}, {"sld": 0}]}'
+    errors = upload(app, text)
+    assert any("not valid JSON" in e and "digits" in e for e in errors), errors
+
+
+def test_a_thick_film_on_a_long_fine_grid_is_refused_before_it_is_computed(app):
+    layers = [{"name": "Si", "sld": 2.07}, {"name": "thick", "sld": 4.0, "thickness": 9e4, "roughness": 5},
+              {"name": "air", "sld": 0.0}]
+    assert upload(app, film_json(layers)) == []  # a valid film
+    before = curve_y(app)
+    app.number_input(key="qmax").set_value(2.0)
+    app.number_input(key="nq").set_value(20_000).run()
+    errors = [e.value for e in app.error]
+    assert any("resolution weights" in e for e in errors), errors
+    assert np.array_equal(curve_y(app), before)  # the last good curve stays

@@ -114,3 +114,52 @@ def test_roughness_warnings_follow_the_stated_limits():
     notes = roughness_warnings(film)
     assert len(notes) == 1 and "a / air" in notes[0]  # 11 Å > 30/3
     assert roughness_warnings(film.with_layer(1, roughness=9)) == []
+
+
+# --- physical bounds ---------------------------------------------------------------------------------------------
+
+
+def _stack(**middle) -> dict:
+    return {"layers": [{"name": "Si", "sld": 2.07}, {"name": "film", "sld": 4.0, **middle}, {"name": "air", "sld": 0}]}
+
+
+@pytest.mark.parametrize("middle, field, bound", [
+    ({"thickness": 1e5 + 1}, "thickness", "≤ 100000 Å"),
+    ({"thickness": 3e7}, "thickness", "≤ 100000 Å"),
+    ({"roughness": 1000.5}, "roughness", "≤ 1000 Å"),
+    ({"sld": 100.1}, "sld", "|SLD| ≤ 100"),
+    ({"sld": -150.0}, "sld", "|SLD| ≤ 100"),
+    ({"isld": 101.0}, "isld", "≤ 100"),
+])
+def test_values_beyond_the_physical_bounds_are_refused_naming_layer_and_field(middle, field, bound):
+    with pytest.raises(FilmError) as info:
+        film_from_dict(_stack(**middle))
+    assert (info.value.layer, info.value.field_name) == (1, field)
+    assert "physical bound" in str(info.value) and bound in str(info.value)
+
+
+def test_the_bounds_themselves_are_accepted():
+    film = film_from_dict(_stack(thickness=1e5, roughness=1000.0, sld=-100.0, isld=100.0))
+    assert film.layers[1].thickness == 1e5
+
+
+def test_the_whole_stack_is_bounded_too():
+    layers = [{"sld": 2.07}] + [{"sld": 3.0, "thickness": 4e4}] * 3 + [{"sld": 0}]
+    with pytest.raises(FilmError, match="120000 Å thick in all; the bound is 100000 Å"):
+        film_from_dict({"layers": layers})
+
+
+def test_a_5000_digit_integer_is_a_clear_film_error():
+    huge = 10**5000
+    for raw in (_stack(thickness=huge), _stack(sld=-huge), {"layers": [{"sld": 1, "name": huge}, {"sld": 0}]}):
+        with pytest.raises(FilmError, match="more than 4,300 digits"):
+            film_from_dict(raw)
+    with pytest.raises(FilmError, match="not valid JSON.*digits"):
+        film_from_json('{"layers": [{"sld": ' + "7" * 5000 + '}, {"sld": 0}]}')
+    with pytest.raises(FilmError, match="expected a number"):
+        film_from_dict(_stack(thickness=10**400))  # fewer digits than the limit, still no float
+
+
+def test_a_film_of_thousands_of_layers_is_refused_before_each_is_read():
+    with pytest.raises(FilmError, match="at most 1000 layers, got 5,000"):
+        film_from_dict({"layers": [{"sld": 1.0}] * 5000})

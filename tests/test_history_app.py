@@ -25,6 +25,7 @@ from reflect_core.store.bundles import build_bundle, bundle_parts
 from reflect_core.store.importer import import_bundle, import_json
 from reflect_core.store.records import record_dir
 from reflect_core.uploads import UploadError
+from reflect_core.viz.report import shared_test_curves
 
 APP = str(ROOT / "app.py")
 
@@ -104,9 +105,18 @@ def test_export_bundle_and_import_it_as_another_user(app, tmp_path):
     load_model(record_dir(imported) / "model")
     with pytest.raises(AccessError):
         history.get(User("carol"), imported["id"])
+    # with its training arrays, an imported run compares on its own copy of them: model.json keeps no path
+    with_data = import_bundle(bob, "to_share.zip", build_bundle(record, record_dir(record),
+                                                                {"record.json", "model", "data"}, None), 50_000_000)
+    assert with_data["files"].startswith("history/imports/bob/")
+    meta = ModelMeta.read(record_dir(with_data) / "model")
+    assert meta.data_folder is None and meta.test_index == ModelMeta.read(record_dir(record) / "model").test_index
+    shared = shared_test_curves([with_data])
+    np.testing.assert_array_equal(shared["nr"], np.load(record_dir(record) / "data" / "nr_train.npy")[shared["index"]])
 
 
-def test_import_pyreflect_interface_export_and_bad_files():
+def test_import_pyreflect_interface_export_and_bad_files(tmp_path, monkeypatch):
+    monkeypatch.setenv("REFLECT_DATA_DIR", str(tmp_path))  # never the working directory's ./data
     export = {"params": {"layers": json.loads(DEFAULT_FILM.to_json())["layers"], "generator": {"numCurves": 1000}},
               "result": {"metrics": {"mse": 0.01}}}
     record = import_json(User("alice"), "interface_export.json", json.dumps(export).encode())

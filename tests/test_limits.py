@@ -10,12 +10,15 @@ from reflect_core.accounts.limits import (
     LOCAL,
     SHARED,
     LimitError,
+    check_film,
     check_spec,
     check_upload_size,
     limits_for,
     spec_violations,
 )
-from reflect_core.ml.spec import TrainSpec
+from reflect_core.ml.settings import parameter_count_for
+from reflect_core.ml.spec import SpecError, TrainSpec
+from reflect_core.physics.film import film_from_dict
 
 ALICE, BOB, ADMIN = User("alice"), User("bob"), User("root", "admin")
 
@@ -27,6 +30,10 @@ def test_profiles_match_the_published_table():
     assert (SHARED.curves, SHARED.film_layers, SHARED.batch_size, SHARED.epochs, SHARED.cnn_layers, SHARED.dropout,
             SHARED.latent_dim, SHARED.ae_mlp_epochs, SHARED.concurrent_jobs, SHARED.upload_bytes) == (
         5_000, 10, 64, 50, 12, 0.5, 32, 100, 1, 50_000_000)
+    assert (LOCAL.q_points, LOCAL.profile_points, LOCAL.channels, LOCAL.hidden, LOCAL.parameters,
+            LOCAL.dataset_bytes, LOCAL.exact_curves) == (20_000, 5_000, 512, 8192, 200_000_000, 4_000_000_000, 20_000)
+    assert (SHARED.q_points, SHARED.profile_points, SHARED.channels, SHARED.hidden, SHARED.parameters,
+            SHARED.dataset_bytes, SHARED.exact_curves) == (2_000, 2_000, 128, 2048, 20_000_000, 100_000_000, 500)
 
 
 def test_who_gets_which_profile():
@@ -61,9 +68,42 @@ def test_uploaded_arrays_count_against_the_curve_limit(tmp_path, monkeypatch):
     folder = tmp_path / "uploads" / "alice" / "arrays" / "big"
     folder.mkdir(parents=True)
     np.save(folder / "nr_train.npy", np.zeros((5_001, 2, 4), np.float32))
-    spec = TrainSpec.parse({"dataset": {"arrays": "uploads/alice/arrays/big"}})
-    assert spec_violations(spec, SHARED) == ["curves 5,001 > 5,000"]
+    np.save(folder / "sld_train.npy", np.zeros((5_001, 2, 6), np.float32))
+    spec = TrainSpec.parse({"dataset": {"arrays": "uploads/alice/arrays/big"}, "model": {"layers": 1}})
+    assert spec_violations(spec, SHARED, owner="alice") == ["curves 5,001 > 5,000"]
+    assert spec_violations(spec, LOCAL, owner="alice") == []
+    with pytest.raises(SpecError, match="not one of bob's array sets"):  # measured in the owner's folder only
+        spec_violations(spec, SHARED, owner="bob")
+
+
+def test_grid_network_and_dataset_size_are_limited_and_listed_together():
+    """Q points, profile points, channels, dense width, parameters (counted, not built), the
+    dataset's bytes and exact-mode curves: all in the table, all in one message."""
+    spec = TrainSpec.parse({"dataset": {"n": 5000, "nq": 2001, "n_profile": 2001, "exact": True},
+                            "model": {"layers": 4, "channels": 129, "hidden": 2049}})
+    found = spec_violations(spec, SHARED)
+    params = parameter_count_for(spec.model, 2001, 2001)
+    assert params > SHARED.parameters
+    assert found == ["Q points 2,001 > 2,000", "profile points 2,001 > 2,000", "channels 129 > 128",
+                     "dense width 2,049 > 2,048", f"network parameters {params:,} > 20,000,000",
+                     f"dataset size (bytes) {5000 * 2 * 4002 * 4:,} > 100,000,000", "exact-mode curves 5,000 > 500"]
+    with pytest.raises(LimitError) as info:
+        check_spec(spec, SHARED)
+    assert info.value.violations == found and all(part in str(info.value) for part in found)
     assert spec_violations(spec, LOCAL) == []
+
+
+def test_pyreflect_cnn_is_counted_without_building_it():
+    spec = TrainSpec.parse({"model": {"arch": "pyreflect_cnn", "layers": 12}})
+    assert spec_violations(spec, SHARED) == ["network parameters 155,285,778 > 20,000,000"]
+    assert spec_violations(spec, LOCAL) == []
+
+
+def test_film_layer_limit():
+    film = film_from_dict({"layers": [{"sld": 1.0, "thickness": 10.0}] * 11})
+    check_film(film, LOCAL)
+    with pytest.raises(LimitError, match="film layers 11 > 10"):
+        check_film(film, SHARED)
 
 
 def test_upload_size_limit():

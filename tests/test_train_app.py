@@ -123,3 +123,31 @@ def test_match_a_measured_curve_sets_q_range_and_resolution(app):
     assert app.number_input(key="train_qmax").value == pytest.approx(0.269, rel=1e-9)
     assert app.number_input(key="train_nq").value == 120
     assert app.number_input(key="train_dq").value == pytest.approx(2.8, rel=1e-9)
+
+
+def test_widgets_carry_the_limits_and_the_physical_bounds(app):
+    assert app.number_input(key="train_nq").max == 20_000  # the local profile: the physical bound
+    assert app.number_input(key="train_n_profile").max == 5_000
+    assert app.number_input(key="train_qmax").max == 2.0 and app.number_input(key="train_dq").max == 50.0
+    assert app.number_input(key="train_channels").max == 512 and app.number_input(key="train_hidden").max == 8192
+    assert any("20,000 Q points" in c.value and "200 M parameters" in c.value for c in app.caption)
+
+
+def test_the_estimate_at_the_maxima_is_counted_not_built(app):
+    set_numbers(app, {"train_nq": 20_000, "train_n_profile": 5_000, "train_channels": 512, "train_hidden": 8192,
+                      "train_layers": 12})
+    assert not app.exception, app.exception
+    assert any("309,957,512 parameters" in c.value for c in app.caption), [c.value for c in app.caption]
+
+
+def test_a_damaged_run_does_not_take_the_page_down_and_can_be_deleted(app):
+    set_numbers(app, TINY)
+    run_id = submit(app, "soon damaged")
+    wait_for(app, run_id, {"completed"})
+    (jobs.run_dir(run_id) / jobs.STATE).write_text('{"owner": "local", "state": "compl')
+    app.run()
+    assert not app.exception, app.exception
+    assert any("**damaged**" in e.value and "state.json" in e.value for e in app.error)
+    next(b for b in app.button if b.label == "Delete").click().run()
+    assert not app.exception, app.exception
+    assert jobs.list_runs() == []

@@ -1,6 +1,7 @@
 """Training on arrays a user uploaded instead of generated ones."""
 
 import io
+import json
 
 import numpy as np
 import pytest
@@ -54,11 +55,11 @@ def test_mismatched_pair_is_refused(tmp_path, monkeypatch):
     assert np.asarray(user_files.array_sets(User("alice"))).size == 0
 
 
-def test_cli_imports_pyreflect_weights_for_a_user(tmp_path, monkeypatch):
-    import json
-
-    import torch
-    from test_uploads import STATS, pyreflect_shaped_state, torch_bytes
+@pytest.mark.parametrize("stats_name", ["stats.json", "stats.npy"])
+def test_cli_imports_pyreflect_weights_for_a_user(tmp_path, monkeypatch, stats_name):
+    """The command line takes pyreflect's own pickled .npy stats (read in a separate, limited
+    process) as well as .json."""
+    from test_uploads import PYREFLECT_SAVED_STATS, STATS, pyreflect_weights_bytes
 
     from reflect_core.cli import main
     from reflect_core.uploads import pyreflect_available
@@ -67,10 +68,30 @@ def test_cli_imports_pyreflect_weights_for_a_user(tmp_path, monkeypatch):
         pytest.skip("pyreflect is not installed here")  # its CNN class is needed to check the weights
     monkeypatch.setenv("REFLECT_DATA_DIR", str(tmp_path / "data"))
     weights = tmp_path / "cnn.pth"
-    weights.write_bytes(torch_bytes(pyreflect_shaped_state(lambda shape: torch.full((1,), 0.001).expand(shape))))
-    stats = tmp_path / "stats.json"
-    stats.write_text(json.dumps(STATS))
+    weights.write_bytes(pyreflect_weights_bytes())
+    stats = tmp_path / stats_name
+    stats.write_bytes(json.dumps(STATS).encode() if stats_name.endswith(".json") else PYREFLECT_SAVED_STATS)
     assert main(["import-pyreflect", str(weights), str(stats), "--user", "alice"]) == 0
     [(record, model_dir)] = user_files.model_records(User("alice"))
     assert record["owner"] == "alice" and (model_dir / "model.pt").exists()
+    assert ModelMeta.read(model_dir).normalization.z_max == 640.0
     assert user_files.model_records(User("bob")) == []
+
+
+def test_cli_refuses_a_stats_pickle_that_kills_its_reader_in_one_line(tmp_path, monkeypatch, capsys):
+    """A pickle that exhausts the isolated reader's memory is one line and exit status 2; the
+    command line itself carries on (it is the parent, and nothing was imported)."""
+    from test_upload_attacks import memory_flood_npy
+
+    from reflect_core.cli import main
+    from reflect_core.uploads import pickled_stats
+
+    monkeypatch.setenv("REFLECT_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setattr(pickled_stats, "MEMORY_BYTES", 48 * 2**20)  # the flood below needs ~64 MB
+    (tmp_path / "cnn.pth").write_bytes(b"never read")
+    (tmp_path / "stats.npy").write_bytes(memory_flood_npy())
+    assert main(["import-pyreflect", str(tmp_path / "cnn.pth"), str(tmp_path / "stats.npy"), "--user", "alice"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: stats.npy: its pickle needs more memory"), err
+    assert not (tmp_path / "data" / "uploads" / "alice" / "models").exists() or not any(
+        (tmp_path / "data" / "uploads" / "alice" / "models").iterdir())

@@ -187,9 +187,10 @@ def stats_with(path: str, value) -> dict:
     return stats
 
 
-def pyreflect_shaped_state(fill=lambda shape: torch.zeros(1).expand(shape)) -> dict:
-    """pyreflect's CNN(12) state dict, each tensor a stride-0 view of one number: the real
-    names and shapes (155 M parameters) in a file of a few kilobytes."""
+def pyreflect_shaped_state(fill=lambda shape: torch.zeros(shape, dtype=torch.float16)) -> dict:
+    """pyreflect's CNN(12) state dict: the real names and shapes (155 M parameters), in half
+    precision to keep the file at 310 MB (a file that stores fewer numbers than its shapes
+    declare, e.g. stride-0 views, is refused)."""
     from pyreflect.models.cnn import CNN
 
     with torch.device("meta"):
@@ -199,9 +200,27 @@ def pyreflect_shaped_state(fill=lambda shape: torch.zeros(1).expand(shape)) -> d
         if tensor.dtype == torch.int64:
             state[name] = torch.zeros((), dtype=torch.int64)
         elif name.endswith("running_var"):
-            state[name] = torch.ones(1).expand(tensor.shape)
+            state[name] = fill(tensor.shape).fill_(1.0)
         else:
             state[name] = fill(tensor.shape)
+    return state
+
+
+def stats_npz(**changes) -> bytes:
+    """pyreflect's stats as an .npz of eight numbers, ``nr_x_min`` … ``sld_y_max`` (None drops one)."""
+    numbers = {f"{part}_{axis}_{bound}": np.float64(value) for part, axes in STATS.items()
+               for axis, bounds in axes.items() for bound, value in bounds.items()}
+    numbers = {key: value for key, value in {**numbers, **changes}.items() if value is not None}
+    buffer = io.BytesIO()
+    np.savez(buffer, **numbers)
+    return buffer.getvalue()
+
+
+def shared_storage() -> dict:
+    """The small model's state dict with two tensors of one shape on one storage."""
+    state = dict(small_state())
+    first, second = [key for key, value in state.items() if value.shape == (8,)][:2]
+    state[second] = state[first]
     return state
 
 
@@ -316,6 +335,19 @@ BAD = [
     ("model-weights-nan", "model", "model.zip",
      lambda: model_zip(weights=torch_bytes({k: v.clone().fill_(float("nan")) for k, v in small_state().items()})),
      "NaN or infinite"),
+    ("model-weights-expanded", "model", "model.zip",
+     lambda: model_zip(weights=torch_bytes({k: torch.zeros(1).expand(v.shape) for k, v in small_state().items()})),
+     "is a view, not a tensor of its own"),
+    ("model-weights-non-contiguous", "model", "model.zip",
+     lambda: model_zip(weights=torch_bytes({**small_state(), "head.1.weight": small_state()["head.1.weight"].t()
+                                            .contiguous().t()})), "is a view"),
+    ("model-weights-offset-view", "model", "model.zip",
+     lambda: model_zip(weights=torch_bytes({**small_state(), "head.4.bias": torch.zeros(60)[10:]})), "is a view"),
+    ("model-weights-shared-storage", "model", "model.zip", lambda: model_zip(weights=torch_bytes(shared_storage())),
+     "share one storage"),
+    ("model-declares-too-many-parameters", "model", "model.zip",
+     lambda: model_zip(meta=small_meta(model={**SMALL, "layers": 1, "channels": 512, "hidden": 8192})),
+     "declare 84,306,994 parameters for 40 Q / 50 z points, over the limit of 50,000,000"),
     ("model-pyreflect-arch-on-40-q", "model", "model.zip",
      lambda: model_zip(meta=small_meta(model={"arch": "pyreflect_cnn"})), "pyreflect"),
     ("pyreflect-wrong-extension", "pyreflect_weights", "cnn.npy", lambda: torch_bytes({}), "must be a .pth or .pt"),
@@ -325,17 +357,30 @@ BAD = [
     ("pyreflect-weights-wrong-shapes", "pyreflect_weights", "cnn.pth",
      lambda: torch_bytes(pyreflect_shaped_state(lambda shape: torch.zeros((1,) * len(shape)))),
      "do not fit the pyreflect_cnn"),
-    ("stats-wrong-extension", "pyreflect_stats", "stats.pkl", lambda: object_npy(STATS), "must be a .npy or .json"),
+    ("pyreflect-weights-expanded", "pyreflect_weights", "cnn.pth",
+     lambda: torch_bytes(pyreflect_shaped_state(lambda shape: torch.zeros(1).expand(shape))), "is a view"),
+    ("stats-wrong-extension", "pyreflect_stats", "stats.pkl", lambda: object_npy(STATS), "must be a .json or .npz"),
+    ("stats-pyreflects-pickled-npy", "pyreflect_stats", "stats.npy", lambda: object_npy(STATS),
+     "python -m reflect_core import-pyreflect WEIGHTS.pth STATS.npy --user NAME"),
     ("stats-pickle-calls-a-function", "pyreflect_stats", "stats.npy", lambda: object_npy({"nr": Reduces(os.getcwd)}),
-     "refused: its pickle asks to load posix.getcwd"),
-    ("stats-pickle-other-numpy-type", "pyreflect_stats", "stats.npy",
-     lambda: object_npy({"nr": np.datetime64("2024-01-01")}), "refused"),
-    ("stats-pickle-builds-huge-array", "pyreflect_stats", "stats.npy",
-     lambda: object_npy(Reduces(np.ndarray, (10 ** 10,))), "unreadable"),
-    ("stats-pickle-damaged", "pyreflect_stats", "stats.npy", lambda: object_npy(STATS)[:-20], "unreadable"),
-    ("stats-npy-float-array", "pyreflect_stats", "stats.npy", lambda: npy(nr_array()), "not a pickled dict"),
-    ("stats-pickle-of-a-list", "pyreflect_stats", "stats.npy", lambda: object_npy([0.0, 1.0]), "no 'nr.x.min'"),
+     "this server never loads a pickle"),
+    ("stats-npz-object-array", "pyreflect_stats", "stats.npz",
+     lambda: stats_npz(nr_x_min=np.array([Reduces(os.getcwd)], dtype=object)), "other than plain numbers"),
+    ("stats-npz-missing-number", "pyreflect_stats", "stats.npz", lambda: stats_npz(sld_y_max=None),
+     "no 'sld_y_max'"),
+    ("stats-npz-an-array", "pyreflect_stats", "stats.npz", lambda: stats_npz(nr_y_min=np.zeros(3)),
+     "nr_y_min must be one number"),
+    ("stats-npz-not-a-zip", "pyreflect_stats", "stats.npz", lambda: npy(np.zeros(3)), "not a readable .npz"),
+    ("stats-npz-bomb", "pyreflect_stats", "stats.npz", lambda: zip_of({"nr_x_min.npy": b"0" * 2_000_000}),
+     "over the 1,000,000-byte limit"),
     ("stats-json-invalid", "pyreflect_stats", "stats.json", lambda: b"{nr:", "not valid JSON"),
+    ("stats-json-nested", "pyreflect_stats", "stats.json", lambda: b'{"nr": ' * 70 + b"1" + b"}" * 70,
+     "nested too deeply"),
+    ("stats-json-5000-digits", "pyreflect_stats", "stats.json",
+     lambda: json.dumps(stats_with("nr.y.max", 0)).replace('"max": 0}', '"max": ' + "9" * 5000 + "}", 1).encode(),
+     "not valid JSON"),
+    ("stats-json-huge-integer", "pyreflect_stats", "stats.json", lambda: json.dumps(stats_with("nr.y.max", 10 ** 400))
+     .encode(), "nr.y.max must be a finite number"),
     ("stats-json-no-sld", "pyreflect_stats", "stats.json", lambda: json.dumps(stats_with("sld", None)).encode(),
      "no 'sld.x.min'"),
     ("stats-json-string", "pyreflect_stats", "stats.json",
@@ -344,8 +389,8 @@ BAD = [
      lambda: json.dumps(stats_with("sld.x.min", 900.0)).encode(), "sld.x: max (640) must be above min (900)"),
     ("stats-q-in-inverse-nm", "pyreflect_stats", "stats.json",
      lambda: json.dumps(stats_with("nr.x.max", 1.975)).encode(), "Q looks like it is not in Å⁻¹"),
-    ("stats-sld-in-inverse-angstrom2", "pyreflect_stats", "stats.npy",
-     lambda: object_npy(stats_with("sld.y", {"min": 0.0, "max": 6.4e-6})), "Å⁻²"),
+    ("stats-sld-in-inverse-angstrom2", "pyreflect_stats", "stats.npz",
+     lambda: stats_npz(sld_y_min=0.0, sld_y_max=6.4e-6), "Å⁻²"),
 ]
 
 
@@ -433,10 +478,15 @@ def test_weights_that_would_create_a_file_never_do(tmp_path):
 
 
 def test_stats_that_would_create_a_file_never_do(tmp_path):
+    """Uploads refuse every pickled .npy unread; the command line's isolated reader refuses the globals."""
+    from reflect_core.uploads.pickled_stats import stats_from_pickled_npy
+
     marker = tmp_path / "pwned"
     for payload in (creates_file(marker), {"nr": {"x": {"min": creates_file(marker)}}}, [creates_file(marker)]):
-        with pytest.raises(UploadError, match=r"refused: its pickle asks to load (io|builtins)\.open"):
+        with pytest.raises(UploadError, match="this server never loads a pickle"):
             validate_upload("stats.npy", object_npy(payload), "pyreflect_stats", LIMIT)
+        with pytest.raises(UploadError, match=r"stats.npy: refused: (io|builtins)\.open"):
+            stats_from_pickled_npy("stats.npy", object_npy(payload))
         assert not marker.exists()
 
 
@@ -500,11 +550,11 @@ def test_model_zip_is_accepted_and_unpacks_to_a_loadable_model(prefix, tmp_path)
         unpack_model_zip("model.zip", data, model_dir, LIMIT)
 
 
-@pytest.mark.parametrize("filename, data", [
-    ("stats.json", json.dumps(STATS).encode()),
-    ("stats.npy", object_npy({part: {axis: {k: np.float32(v) for k, v in b.items()} for axis, b in axes.items()}
-                              for part, axes in STATS.items()})),  # as pyreflect's preprocess saves it
-])
+PYREFLECT_SAVED_STATS = object_npy({part: {axis: {k: np.float32(v) for k, v in b.items()} for axis, b in axes.items()}
+                                     for part, axes in STATS.items()})  # as pyreflect's preprocess saves it
+
+
+@pytest.mark.parametrize("filename, data", [("stats.json", json.dumps(STATS).encode()), ("stats.npz", stats_npz())])
 def test_pyreflect_stats_are_accepted(filename, data):
     accepted = validate_upload(filename, data, "pyreflect_stats", LIMIT)
     assert accepted.content["sld"]["x"] == {"min": 0.0, "max": 640.0}
@@ -512,12 +562,30 @@ def test_pyreflect_stats_are_accepted(filename, data):
     assert accepted.description.startswith("pyreflect normalisation stats: Q 0.0081–0.1975 Å⁻¹")
 
 
+def test_pyreflects_pickled_stats_are_converted_only_by_the_isolated_reader():
+    from reflect_core.uploads.pickled_stats import stats_from_pickled_npy
+
+    with pytest.raises(UploadError, match="stats.npy: pyreflect saves its stats as a pickled .npy"):
+        validate_upload("stats.npy", PYREFLECT_SAVED_STATS, "pyreflect_stats", LIMIT)
+    stats = stats_from_pickled_npy("stats.npy", PYREFLECT_SAVED_STATS)
+    assert stats["sld"]["x"] == {"min": 0.0, "max": 640.0}
+    np.testing.assert_allclose(stats["nr"]["x"]["max"], 0.1975, rtol=1e-6)
+    assert stats_from_pickled_npy("plain.npy", object_npy(STATS)) == STATS
+
+
+@functools.lru_cache(maxsize=1)
+def pyreflect_weights_bytes() -> bytes:
+    """pyreflect's CNN(12) weights, stored whole (310 MB in half precision): made once per session."""
+    return torch_bytes(pyreflect_shaped_state(lambda shape: torch.full(shape, 0.001, dtype=torch.float16)))
+
+
 @NEEDS_PYREFLECT
 def test_pyreflect_weights_are_accepted_and_imported(tmp_path):
-    weights = torch_bytes(pyreflect_shaped_state(lambda shape: torch.full((1,), 0.001).expand(shape)))
-    accepted = validate_upload("cnn.pth", weights, "pyreflect_weights", LIMIT)
+    weights = pyreflect_weights_bytes()
+    accepted = validate_upload("cnn.pth", weights, "pyreflect_weights", 400_000_000)
     assert accepted.content == {"layers": 12, "parameters": 155_285_778}
-    model_dir = import_pyreflect_model(weights, STATS, tmp_path / "imported", filename="cnn.pth")
+    model_dir = import_pyreflect_model(weights, STATS, tmp_path / "imported", filename="cnn.pth",
+                                       max_bytes=400_000_000)
     model, meta = load_model(model_dir)
     normalizer = meta.normalization
     assert meta.model.arch == "pyreflect_cnn" and meta.model.layers == 12

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from reflect_core.data.prior import Bound, free_parameters, suggest_bounds
-from reflect_core.physics.film import FIELD_UNITS, Film
+from reflect_core.physics.film import FIELD_UNITS, MAX_SLD, MAXIMA, Film
 from reflect_core.physics.presets import DEFAULT_BOUNDS, DEFAULT_FILM
 
 TABLE = "train_bounds_table"
@@ -69,8 +69,12 @@ def render_bounds_editor(film: Film) -> list[dict]:
         column_config={
             "value": st.column_config.NumberColumn("film value", help="The value in the explorer's film."),
             "vary": st.column_config.CheckboxColumn("vary", help="Draw this parameter from [min, max]."),
-            "min": st.column_config.NumberColumn("min", format="%.4g"),
-            "max": st.column_config.NumberColumn("max", format="%.4g"),
+            # One range per column, so the widest field's; each field's own bound is checked by
+            # the dataset (data.generate), which names it.
+            "min": st.column_config.NumberColumn("min", format="%.4g", min_value=-MAX_SLD,
+                                                 max_value=max(MAXIMA.values())),
+            "max": st.column_config.NumberColumn("max", format="%.4g", min_value=-MAX_SLD,
+                                                 max_value=max(MAXIMA.values())),
             "value in range": st.column_config.ProgressColumn(
                 "film value within range", min_value=0.0, max_value=1.0, format=" ",
                 help="Where the film's own value sits between min and max."),

@@ -11,7 +11,16 @@ import itertools
 
 import streamlit as st
 
-from reflect_core.physics.film import FIELD_UNITS, LAYER_FIELDS, Film, FilmError, check_layer, layer_from_mapping
+from reflect_core.physics.film import (
+    FIELD_UNITS,
+    LAYER_FIELDS,
+    MAX_SLD,
+    MAXIMA,
+    Film,
+    FilmError,
+    check_layer,
+    layer_from_mapping,
+)
 from reflect_core.physics.presets import DEFAULT_FILM
 
 ROWS = "film_rows"
@@ -115,9 +124,16 @@ def render_layer_editor(max_layers: int = 20) -> None:
             key = f"L{row['uid']}_{field}"
             if key not in st.session_state:
                 st.session_state[key] = float(row[field])
+            # A value out of range cannot be drawn (Streamlit refuses): clamped, never expected.
+            st.session_state[key] = min(st.session_state[key], MAXIMA[field])
+            if field == "sld":
+                st.session_state[key] = max(st.session_state[key], -MAX_SLD)
             row[field] = col.number_input(
                 f"{LABELS[field]} of {role}",
                 key=key,
+                # The physical bounds (physics.film); below zero is left to the row's message.
+                min_value=-MAX_SLD if field == "sld" else None,
+                max_value=MAXIMA[field],
                 step=0.1 if field in ("sld", "isld") else 1.0,
                 format="%.4g",
                 disabled=_disabled(field, index, n),

@@ -13,10 +13,11 @@ import time
 import streamlit as st
 
 from reflect_core import jobs
-from reflect_core.accounts.access import AccessError, User
-from reflect_core.base.errors import NotFound
+from reflect_core.accounts.access import User
+from reflect_core.base.errors import NotFound, ReflectError
 from reflect_core.store import records
 from reflect_core.viz.figures import loss_figure
+from ui.session import current_limits
 
 POLL_SECONDS = 2.0
 SELECTED = "train_selected_run"
@@ -79,16 +80,18 @@ def _controls(run: jobs.RunInfo, user: User) -> None:
                 if action == "delete":
                     records.delete_run(user, run.run_id)  # the run and its history record
                     st.session_state.pop(SELECTED, None)
+                elif action in ("resume", "retry"):  # queued again: the limits hold, as at submit
+                    getattr(jobs, action)(run.run_id, user=user, limits=current_limits())
                 else:
                     getattr(jobs, action)(run.run_id, user=user)
                 st.rerun()
-            except (jobs.JobError, AccessError) as exc:
+            except ReflectError as exc:  # refused, over a limit, not yours, damaged
                 st.error(str(exc))
 
 
 def render_run(run: jobs.RunInfo, user: User) -> None:
     state_line = {"failed": st.error, "completed": st.success, "stopped": st.warning, "cancelled": st.warning,
-                  "paused": st.info}.get(run.state)
+                  "paused": st.info, jobs.DAMAGED: st.error}.get(run.state)
     message = f"**{run.state}**" + (f": {run.error}" if run.error else "")
     (state_line or st.markdown)(message)
     _progress(run)

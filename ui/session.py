@@ -1,28 +1,63 @@
-"""Who is using the app and what they may do: login (when configured), the user, the limits.
+"""Who is using the app and what they may do: the mode, login, the user, the limits.
 
-Without a login file the app is single-user: everything belongs to "local",
-who has the local limits. With one, nothing renders until the user logs in.
+``REFLECT_MODE`` says which deployment this is: ``local`` (single-user: everything belongs
+to "local", who has the local limits) or ``shared`` (login required: nothing renders until
+the user logs in). Unset, it is shared when ``AUTH_CONFIG`` is set or on Community Cloud.
+Whatever cannot be read or is unsafe stops the app (``load_deployment`` raises; app.py shows
+the message and stops): it never falls back to single-user mode.
 """
 
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 
 import streamlit as st
 
 from reflect_core.accounts.access import LOCAL_USER, User
-from reflect_core.accounts.auth_config import AuthConfigError, load_auth_config, roles_of, save_auth_config
+from reflect_core.accounts.auth_config import (
+    AUTH_SETTING,
+    MODE_SETTING,
+    SIGNUP_SETTING,
+    AuthConfigError,
+    add_registered_user,
+    check_new_username,
+    load_auth_config,
+    on_community_cloud,
+    resolve_mode,
+    roles_of,
+    signup_enabled,
+)
 from reflect_core.accounts.limits import Limits, limits_for
+from reflect_core.base.errors import ReflectError
 
 from .config import app_config
 
 USER = "current_user"
-AUTH_SETTING = "AUTH_CONFIG"
+
+
+@dataclass(frozen=True)
+class Deployment:
+    mode: str                    # "local" or "shared"
+    login_path: str | None       # the login YAML (shared only)
+    auth: dict | None            # that file, validated
+    signup: bool                 # the sign-up form is offered
 
 
 def login_file() -> str | None:
     config = app_config()
     return config.get(AUTH_SETTING) or config.get("auth_config")
+
+
+def load_deployment() -> Deployment:
+    """The checked mode and login settings; ReflectError (ConfigError, AuthConfigError) otherwise."""
+    config = app_config()
+    path = config.get(AUTH_SETTING) or config.get("auth_config")
+    mode = resolve_mode(config.get(MODE_SETTING), path, on_community_cloud())
+    if mode == "local":
+        return Deployment("local", None, None, False)
+    auth = load_auth_config(path)
+    return Deployment("shared", str(path), auth, signup_enabled(config.get(SIGNUP_SETTING), auth))
 
 
 def _authenticator(config: dict):
@@ -34,30 +69,34 @@ def _authenticator(config: dict):
                                float(cookie.get("expiry_days", 7)), auto_hash=False)
 
 
-def _register(path: str, config: dict, authenticator) -> None:
+def _register(deployment: Deployment, authenticator) -> None:
     with st.expander("New here? Create an account"):
         try:
-            _, username, _ = authenticator.register_user(location="main", captcha=False, key="register_form")
+            _, username, _ = authenticator.register_user(location="main", captcha=True, key="register_form")
         except Exception as exc:  # noqa: BLE001 - the library raises its own error types for bad input
             st.error(str(exc))
             return
-        if username:
-            config["credentials"] = authenticator.authentication_controller.authentication_model.credentials
-            save_auth_config(path, config)
-            st.success(f"Account {username} created: log in above.")
+        if not username:
+            return
+        # The library accepts e-mail addresses as user names; ours name folders. Only the new entry is
+        # written, to the file as it is now (the library's copy also holds login counters).
+        entry = authenticator.authentication_controller.authentication_model.credentials["usernames"][username]
+        try:
+            check_new_username(username, deployment.auth["credentials"]["usernames"])
+            add_registered_user(deployment.login_path, username, entry)
+        except ReflectError as exc:
+            st.error(f"Account not created: {exc}")
+            return
+        st.success(f"Account {username} created: log in above.")
 
 
-def require_user() -> User:
+def require_user(deployment: Deployment | None = None) -> User:
     """The logged-in user (or the single local user); stops the page until someone logs in."""
-    path = login_file()
-    if not path:
+    deployment = deployment or load_deployment()
+    if deployment.mode == "local":
         st.session_state[USER] = LOCAL_USER
         return LOCAL_USER
-    try:
-        config = load_auth_config(path)
-    except AuthConfigError as exc:
-        st.error(f"Login is configured but unusable, so the app stays closed: {exc}")
-        st.stop()
+    config = deployment.auth
     authenticator = _authenticator(config)
     authenticator.login(location="main", key="login_form")
     if st.session_state.get("authentication_status"):
@@ -71,8 +110,8 @@ def require_user() -> User:
     st.session_state.pop(USER, None)
     if st.session_state.get("authentication_status") is False:
         st.error("Wrong user name or password.")
-    if config.get("allow_registration"):
-        _register(path, config, authenticator)
+    if deployment.signup:
+        _register(deployment, authenticator)
     st.stop()
 
 
@@ -87,7 +126,7 @@ def current_limits() -> Limits:
     path = login_file()
     if path:
         try:
-            allowlist = load_auth_config(path).get("local_profile_users") or ()
+            allowlist = [str(n).lower() for n in load_auth_config(path).get("local_profile_users") or ()]
         except AuthConfigError:
             allowlist = ()
     return limits_for(user.name, user.role, bool(path), allowlist)

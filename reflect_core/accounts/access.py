@@ -47,7 +47,11 @@ def check_owner(user: User, owner: str, what: str) -> None:
 
 
 def validate_username(name) -> str:
-    """The name unchanged if it is 1-40 of A-Z a-z 0-9 . _ - not starting with '.'; else InvalidInput."""
+    """The name unchanged if it is 1-40 of A-Z a-z 0-9 . _ - not starting with '.'; else InvalidInput.
+
+    Case is kept: the login lowercases names, and the login file's names must be unique ignoring
+    case (``auth_config.check_login_names``), so one person never has two folders.
+    """
     if not isinstance(name, str):
         raise InvalidInput(f"user name must be text, not {type(name).__name__}")
     if not 1 <= len(name) <= 40:
@@ -55,5 +59,7 @@ def validate_username(name) -> str:
     if name.startswith("."):
         raise InvalidInput(f"user name {name!r} must not start with '.'")
     if not _USERNAME.fullmatch(name):
-        raise InvalidInput(f"user name {name!r} may contain only letters A-Z a-z, digits, '.', '_' and '-'")
+        kind = " looks like an e-mail address: a user name" if "@" in name else ""
+        raise InvalidInput(f"user name {name!r}{kind} may contain only letters A-Z a-z, digits, '.', '_' and '-' "
+                           "(it names the user's folder)")
     return name

@@ -11,13 +11,23 @@ from pathlib import Path
 import numpy as np
 
 from reflect_core.accounts.access import User, validate_username
+from reflect_core.base.errors import ReflectError
 from reflect_core.base.storage import atomic_write_bytes, data_dir
-from reflect_core.formats.curves import Curve, CurveError, csv_text, parse_curve
+from reflect_core.formats.curves import (
+    Curve,
+    CurveError,
+    canonical_text,
+    csv_text,
+    is_canonical,
+    parse_canonical,
+    parse_curve,
+)
 from reflect_core.ml.evaluation import LOG_FLOOR, recomputed_nr
 from reflect_core.ml.model_store import load_model
 from reflect_core.ml.predict import apply_model, curves_on_model_grid
 from reflect_core.store import history
 from reflect_core.store.bundles import FOLDER_PARTS
+from reflect_core.uploads.curves import measured_curve
 
 RESULTS = FOLDER_PARTS[2]  # the record's folder part that holds the measured curve and the CSVs
 PROFILE_FILE, RECOMPUTED_FILE = "profile.csv", "recomputed.csv"
@@ -110,15 +120,15 @@ def analyse_with_model(model_dir, curve: Curve) -> Analysis:
     return replace(analyse(sld[0], sld[1], curve, meta.dq, meta.beam_from), notes=matched.notes)
 
 
-def save_analysis(user: User, name: str, analysis: Analysis, measured_name: str, measured: bytes,
+def save_analysis(user: User, name: str, analysis: Analysis, measured_name: str, measured: Curve,
                   model_record: dict) -> dict:
-    """Keep the measured curve, the predicted profile and the recomputed curve, and
-    add an "analysis" record pointing at them (deleting the record deletes them)."""
+    """Keep the measured curve (in the canonical form, as ``measured.csv``), the predicted
+    profile and the recomputed curve, and add an "analysis" record pointing at them
+    (deleting the record deletes them)."""
     relative = f"history/analyses/{validate_username(user.name)}/{secrets.token_hex(6)}"
     folder = data_dir() / relative / RESULTS
     folder.mkdir(parents=True)
-    suffix = Path(measured_name).suffix.lower() or ".txt"
-    atomic_write_bytes(folder / f"{MEASURED_STEM}{suffix}", measured)
+    atomic_write_bytes(folder / f"{MEASURED_STEM}.csv", canonical_text(measured.sorted()).encode())
     atomic_write_bytes(folder / PROFILE_FILE,
                        csv_text(["z (Å)", "SLD (1e-6 Å^-2)"], [analysis.z, analysis.sld]).encode())
     atomic_write_bytes(folder / RECOMPUTED_FILE,
@@ -133,13 +143,23 @@ def load_saved(files_dir: Path) -> tuple[Curve, Analysis] | None:
     folder = Path(files_dir) / RESULTS
     measured = sorted(folder.glob(f"{MEASURED_STEM}.*"))
     try:
-        curve = parse_curve(measured[0].read_bytes(), measured[0].name).sorted()
+        curve = _saved_curve(measured[0])
         profile = np.loadtxt(folder / PROFILE_FILE, delimiter=",", skiprows=1, ndmin=2)
         recomputed = np.loadtxt(folder / RECOMPUTED_FILE, delimiter=",", skiprows=1, ndmin=2)
-    except (IndexError, OSError, ValueError):
+    except (IndexError, OSError, ValueError, ReflectError):
         return None
     if (profile.shape[1] != 2 or recomputed.shape != (curve.q.size, 2) or curve.r is None
             or not np.allclose(recomputed[:, 0], curve.q, rtol=1e-8)):
         return None
     return curve, Analysis(profile[:, 0], profile[:, 1], recomputed[:, 0], recomputed[:, 1],
                            agreement(curve, recomputed[:, 1]))
+
+
+def _saved_curve(path: Path) -> Curve:
+    """The canonical form; a record saved before it keeps the original upload, read with the upload parser."""
+    raw = path.read_bytes()
+    if is_canonical(raw):
+        return parse_canonical(raw, path.name).sorted()
+    if path.suffix.lower() == ".ort":
+        return measured_curve(path.name, raw, ".ort")[0]
+    return parse_curve(raw, path.name).sorted()

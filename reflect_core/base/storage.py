@@ -70,6 +70,17 @@ def read_json(path: str | os.PathLike, default=None):
         raise StorageError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from exc
 
 
+def shown_path(path) -> str:
+    """A path as a message may show it: relative to the data directory when inside it, so that
+    a shared server never reveals its own folders; as given otherwise (the command line's files)."""
+    path = Path(path)
+    root = Path(os.environ.get("REFLECT_DATA_DIR") or "./data").resolve()
+    try:
+        return str(path.resolve().relative_to(root))
+    except (OSError, ValueError):
+        return str(path)
+
+
 def read_bounded(path, limit: int) -> bytes:
     """At most ``limit + 1`` bytes of a file: enough for the caller to say it is too big
     without reading a huge file into memory. OSError propagates for the caller to word."""

@@ -22,18 +22,37 @@ from pathlib import Path
 
 import numpy as np
 
-from reflect_core.formats.curves import q_grid
-from reflect_core.physics.film import flip_stack
-from reflect_core.physics.presets import DEFAULT_BOUNDS, DEFAULT_FILM
-from reflect_core.data.prior import SAMPLERS, Prior, PriorError, prior_from_dict
-from reflect_core.physics.profile import DEFAULT_PROFILE_POINTS, PROFILE_MARGIN_MIN, PROFILE_MARGIN_SIGMAS, microslab_stacks, sld_profile
-from reflect_core.physics.reflectivity import reflectivity
-from reflect_core.physics.simulate import PYREFLECT_DQ, PYREFLECT_NQ, PYREFLECT_QMAX, PYREFLECT_QMIN
 from reflect_core.base.errors import InvalidInput
+from reflect_core.data.prior import SAMPLERS, Prior, PriorError, prior_from_dict
+from reflect_core.formats.curves import q_grid
+from reflect_core.physics.film import FIELD_UNITS, LAYER_FIELDS, MAX_THICKNESS, MAXIMA, flip_stack, short_repr
+from reflect_core.physics.presets import DEFAULT_BOUNDS, DEFAULT_FILM
+from reflect_core.physics.profile import (
+    DEFAULT_PROFILE_POINTS,
+    PROFILE_MARGIN_MIN,
+    PROFILE_MARGIN_SIGMAS,
+    microslab_stacks,
+    sld_profile,
+)
+from reflect_core.physics.reflectivity import reflectivity
+from reflect_core.physics.simulate import (
+    MAX_DQ,
+    MAX_Q,
+    MAX_Q_POINTS,
+    PYREFLECT_DQ,
+    PYREFLECT_NQ,
+    PYREFLECT_QMAX,
+    PYREFLECT_QMIN,
+    check_smearing,
+    smearing_size,
+)
 
 NR_FILE, SLD_FILE, PARAMS_FILE, CONFIG_FILE, STATUS_FILE = (
     "nr_train.npy", "sld_train.npy", "params.npy", "dataset.json", "generation.json")
 CHUNK = 500
+MAX_PROFILE_POINTS = 5_000  # z points of a label: 0.1 Å steps through a 500 Å film; networks predict far fewer
+MAX_COUNTS = 1e12  # neutrons at R = 1: beyond any measurement (a day on a reactor beam is ~1e9)
+FINE_VALUES_PER_CALL = 4_000_000  # films × fine Q nodes per reflectivity call (32 MB per array)
 
 
 class DatasetError(InvalidInput):
@@ -99,18 +118,20 @@ def dataset_from_dict(raw: dict, max_curves: int = 1_000_000) -> DatasetConfig:
         raise DatasetError(f"dataset: unknown fields {sorted(unknown)}")
     try:
         prior = prior_from_dict(raw.get("prior") or default_dataset_dict()["prior"])
-    except (PriorError, ValueError) as exc:
+    except (PriorError, ValueError, OverflowError) as exc:  # OverflowError: a bound of thousands of digits
         raise DatasetError(f"dataset.prior: {exc}") from None
     values = {}
-    for name, kind, lo, hi in [("n", int, 2, max_curves), ("seed", int, 0, 2**32 - 1), ("nq", int, 2, 100_000),
-                               ("n_profile", int, 2, 100_000), ("qmin", float, 1e-6, 10), ("qmax", float, 1e-6, 10),
-                               ("dq", float, 0, 0.5)]:
+    for name, kind, lo, hi in [("n", int, 2, max_curves), ("seed", int, 0, 2**32 - 1), ("nq", int, 2, MAX_Q_POINTS),
+                               ("n_profile", int, 2, MAX_PROFILE_POINTS), ("qmin", float, 1e-6, MAX_Q),
+                               ("qmax", float, 1e-6, MAX_Q), ("dq", float, 0, MAX_DQ)]:
         if name in raw:
             value = raw[name]
             if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and value != int(value)):
-                raise DatasetError(f"dataset.{name}: expected {'an integer' if kind is int else 'a number'}, got {value!r}")
-            if not math.isfinite(value) or not lo <= value <= hi:
-                raise DatasetError(f"dataset.{name}: must be between {lo:g} and {hi:g}, got {value!r}")
+                expected = "an integer" if kind is int else "a number"
+                raise DatasetError(f"dataset.{name}: expected {expected}, got {short_repr(value)}")
+            # An int is compared as it is: float() of a huge one would overflow.
+            if not (isinstance(value, int) or math.isfinite(value)) or not lo <= value <= hi:
+                raise DatasetError(f"dataset.{name}: must be between {lo:g} and {hi:g}, got {short_repr(value)}")
             values[name] = kind(value)
     for name, choices in (("sampler", SAMPLERS), ("spacing", ("log", "linear"))):
         if name in raw:
@@ -121,21 +142,54 @@ def dataset_from_dict(raw: dict, max_curves: int = 1_000_000) -> DatasetConfig:
         noise = raw["noise"]
         try:
             values["noise"] = Noise(float(noise.get("counts_at_unity", 1e7)), float(noise.get("background", 0.0)))
-        except (AttributeError, TypeError, ValueError):
-            raise DatasetError(f"dataset.noise: expected {{counts_at_unity, background}}, got {noise!r}") from None
-        if not values["noise"].counts_at_unity > 0 or not values["noise"].background >= 0:
-            raise DatasetError("dataset.noise: counts_at_unity must be > 0 and background ≥ 0")
+        except (AttributeError, TypeError, ValueError, OverflowError):
+            raise DatasetError(f"dataset.noise: expected {{counts_at_unity, background}}, got {short_repr(noise)}") \
+                from None
+        if not 0 < values["noise"].counts_at_unity <= MAX_COUNTS or not 0 <= values["noise"].background <= 1:
+            raise DatasetError(f"dataset.noise: counts_at_unity must be in (0, {MAX_COUNTS:g}] and background "
+                               "in [0, 1] (R units)")
     values["exact"] = bool(raw.get("exact", False))
     config = DatasetConfig(prior=prior, **values)
     if config.qmin >= config.qmax:
         raise DatasetError(f"dataset.qmin ({config.qmin:g}) must be below dataset.qmax ({config.qmax:g})")
     if not prior.free:
         raise DatasetError("dataset.prior: every bound is fixed (lo = hi), so all curves would be identical")
+    _check_extremes(config)
     return config
+
+
+def _check_extremes(config: DatasetConfig) -> None:
+    """The prior's widest films within the physical bounds (physics.film), and the resolution's
+    work for the thickest of them (or, in exact mode, for the whole z grid) affordable."""
+    extremes = config.prior.extreme_stacks()
+    for column, field in enumerate(LAYER_FIELDS):
+        worst = float(np.abs(extremes[:, :, column]).max())
+        if worst > MAXIMA[field]:
+            raise DatasetError(f"dataset.prior: {field} reaches {worst:g} {FIELD_UNITS[field]}; the physical bound "
+                               f"is {MAXIMA[field]:g}")
+    thickest = float(extremes[:, 1:-1, 2].sum(axis=1).max()) if extremes.shape[1] > 2 else 0.0
+    if thickest > MAX_THICKNESS:
+        raise DatasetError(f"dataset.prior: the thickest film is {thickest:g} Å in all; the bound is "
+                           f"{MAX_THICKNESS:g} Å (10 µm)")
+    z = config.z
+    try:
+        check_smearing(config.q, config.dq, float(z[-1] - z[0]) if config.exact else thickest, "dataset: ")
+    except InvalidInput as exc:
+        raise DatasetError(str(exc)) from None
 
 
 def beam_frame(config: DatasetConfig, stacks: np.ndarray) -> np.ndarray:
     return flip_stack(stacks) if config.prior.film.beam_from == "substrate" else stacks
+
+
+def _reflectivity(config: DatasetConfig, stacks: np.ndarray) -> np.ndarray:
+    """``reflectivity`` in slices of films, so that the fine Q grid of thick films on long grids
+    never holds more than FINE_VALUES_PER_CALL values at once (results are the same)."""
+    thickest = float(stacks[:, 1:-1, 2].sum(axis=1).max()) if stacks.shape[1] > 2 else 0.0
+    nodes = smearing_size(config.q, config.dq, thickest)[1]
+    step = max(1, FINE_VALUES_PER_CALL // max(nodes, 1))
+    return np.concatenate([reflectivity(stacks[i:i + step], config.q, config.dq)
+                           for i in range(0, len(stacks), step)]) if len(stacks) else np.empty((0, config.nq))
 
 
 def simulate_chunk(config: DatasetConfig, stacks: np.ndarray, rng) -> tuple[np.ndarray, np.ndarray]:
@@ -144,9 +198,9 @@ def simulate_chunk(config: DatasetConfig, stacks: np.ndarray, rng) -> tuple[np.n
     _, sld = sld_profile(stacks, z)
     if config.exact:
         _, isld = sld_profile(stacks, z, absorption=True)
-        r = reflectivity(beam_frame(config, microslab_stacks(z, sld, isld)), config.q, config.dq)
+        r = _reflectivity(config, beam_frame(config, microslab_stacks(z, sld, isld)))
     else:
-        r = reflectivity(beam_frame(config, stacks), config.q, config.dq)
+        r = _reflectivity(config, beam_frame(config, stacks))
     if config.noise is not None:
         expected = (r + config.noise.background) * config.noise.counts_at_unity
         r = rng.poisson(expected) / config.noise.counts_at_unity

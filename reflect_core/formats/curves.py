@@ -2,7 +2,13 @@
 
 Format (DESIGN.md): ``#`` comments, whitespace- or comma-separated columns, and at
 most one line of column names before the data (the CSVs this app writes have one);
-1 column = Q; 2–3 = Q, R[, dR]; 4 = Q, R, dR, dQ (FWHM, Å⁻¹). Q in Å⁻¹.
+1 column = Q; 2–3 = Q, R[, dR]; 4 = Q, R, dR, dQ (FWHM, Å⁻¹). Q in Å⁻¹. A UTF-8
+byte-order mark (spreadsheets write one) is read past.
+
+The canonical form (``canonical_text`` / ``parse_canonical``) is the one the app writes
+for a curve it has validated: a marker line, then named columns ``Q,R[,dR][,dQ_FWHM]``
+in Å⁻¹ (dQ as FWHM), numbers to full double precision. Every stored curve is read back
+from it, never re-parsed from the original upload.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from reflect_core.base.errors import InvalidInput
 from reflect_core.base.storage import read_bounded
 
 MAX_CURVE_BYTES = 20_000_000
+ORSO_MAGIC = "# # ORSO"  # the first line of every ORSO text file
 
 
 class CurveError(InvalidInput):
@@ -48,9 +55,14 @@ def parse_curve(raw: bytes | str, name: str = "curve") -> Curve:
         raise CurveError(f"{name}: {len(raw):,} bytes is over the {MAX_CURVE_BYTES:,}-byte limit")
     if isinstance(raw, bytes):
         try:
-            raw = raw.decode("utf-8")
+            raw = raw.decode("utf-8-sig")  # a byte-order mark before the data is not part of it
         except UnicodeDecodeError:
             raise CurveError(f"{name}: not a text file (it is not UTF-8)") from None
+    raw = raw.removeprefix("\ufeff")
+    if raw[:100].lstrip().startswith(ORSO_MAGIC):
+        raise CurveError(f"{name}: an ORSO file, whose units and resolution kind are in its header: give it the .ort "
+                         f"extension and upload it, so that they are read (as plain columns Q could be in 1/nm and "
+                         f"dQ a 1-sigma width)")
     rows, header_seen = [], False
     for number, line in enumerate(io.StringIO(raw), start=1):
         text = line.split("#", 1)[0].strip()
@@ -92,6 +104,53 @@ def read_curve(path) -> Curve:
     except OSError as exc:
         raise CurveError(f"cannot read {path}: {exc.strerror}") from None
     return parse_curve(raw, str(path))
+
+
+CANONICAL_MARK = "# reflect_core curve v1: Q and dQ_FWHM in 1/angstrom, dQ as FWHM"
+CANONICAL_COLUMNS = ("Q", "R", "dR", "dQ_FWHM")
+
+
+def canonical_text(curve: Curve) -> str:
+    """A validated curve in the app's own stored form (see the module's docstring)."""
+    named = [(n, a) for n, a in zip(CANONICAL_COLUMNS, (curve.q, curve.r, curve.dr, curve.dq)) if a is not None]
+    buffer = io.StringIO()
+    np.savetxt(buffer, np.column_stack([np.asarray(a, float) for _, a in named]), delimiter=",", fmt="%.17g",
+               header=CANONICAL_MARK + "\n" + ",".join(n for n, _ in named), comments="")
+    return buffer.getvalue()
+
+
+def is_canonical(raw: bytes | str) -> bool:
+    head = raw[:len(CANONICAL_MARK) + 1]
+    return (head.decode("utf-8", "replace") if isinstance(head, bytes) else head).startswith(CANONICAL_MARK)
+
+
+def parse_canonical(raw: bytes | str, name: str = "curve") -> Curve:
+    """A curve the app wrote with ``canonical_text``; CurveError (naming ``name``) when it is damaged."""
+    def damaged(reason: str) -> CurveError:
+        return CurveError(f"{name}: the stored curve is damaged ({reason})")
+
+    try:
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+    except UnicodeDecodeError:
+        raise damaged("not UTF-8") from None
+    lines = text.splitlines()
+    if len(lines) < 2 or lines[0] != CANONICAL_MARK:
+        raise damaged("no marker line")
+    names = lines[1].split(",")
+    if names[:2] != ["Q", "R"] or len(set(names)) != len(names) or not set(names) <= set(CANONICAL_COLUMNS):
+        raise damaged(f"unexpected columns {lines[1][:60]!r}")
+    try:
+        data = np.loadtxt(io.StringIO("\n".join(lines[2:])), delimiter=",", ndmin=2)
+    except ValueError as exc:
+        raise damaged(str(exc)[:80]) from None
+    if data.shape[0] < 2 or data.shape[1] != len(names):
+        raise damaged(f"{data.shape[0]} rows of {data.shape[1]} columns, expected at least 2 of {len(names)}")
+    if not np.all(np.isfinite(data)) or np.any(data[:, 0] <= 0):
+        raise damaged("non-finite values or Q ≤ 0")
+    columns = {n: data[:, k].copy() for k, n in enumerate(names)}
+    if "dQ_FWHM" in columns and np.any(columns["dQ_FWHM"] < 0):
+        raise damaged("negative dQ")
+    return Curve(columns["Q"], columns["R"], columns.get("dR"), columns.get("dQ_FWHM"))
 
 
 def matching_grid(curve: Curve) -> dict:

@@ -1,22 +1,34 @@
 """Background training jobs (DESIGN.md, Jobs), used as ``from reflect_core import jobs``.
 
 - ``runfiles``: the files of a run, the store's lock, settings and errors.
-- ``store``: the state machine, queries, user actions and the worker's side.
+- ``store``: the state machine, user actions (checked against limits under the lock) and the worker's side.
+- ``queries``: what pages read (runs, progress, allowed actions; damaged runs listed as such).
 - ``scheduler``: ``tick``, the only code that ends runs on liveness, and the queue.
 - ``backends``: what runs workers (``local`` processes; remote ones registered by name).
 - ``worker``: the local worker process.
 """
 
 from reflect_core.jobs import backends  # noqa: F401
+from reflect_core.jobs.queries import (  # noqa: F401
+    Progress,
+    RunInfo,
+    active_count,
+    get,
+    list_runs,
+    runs_for,
+)
 from reflect_core.jobs.runfiles import (  # noqa: F401
+    ALLOWED_FROM,
     CHECKPOINT,
     CONTROL,
+    DAMAGED,
     LOG,
     PROGRESS,
     SPEC,
     STATE,
     STATES,
     WORKER_OUT,
+    DamagedRun,
     JobError,
     RunNotFound,
     heartbeat_timeout_s,
@@ -26,23 +38,16 @@ from reflect_core.jobs.runfiles import (  # noqa: F401
 )
 from reflect_core.jobs.scheduler import tick  # noqa: F401
 from reflect_core.jobs.store import (  # noqa: F401
-    ALLOWED_FROM,
     Claim,
-    Progress,
-    RunInfo,
-    active_count,
     cancel,
     claim,
     delete,
     finish,
-    get,
     is_current,
-    list_runs,
     new_run_id,
     pause,
     resume,
     retry,
-    runs_for,
     stop,
     submit,
 )

@@ -20,6 +20,7 @@ so that neither has to import the other's internals.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
@@ -30,9 +31,20 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from reflect_core.base.errors import NotFound, ReflectError
-from reflect_core.base.storage import atomic_write_json, data_dir, read_json
+from reflect_core.base.storage import StorageError, atomic_write_json, data_dir, read_json
 
 STATES = ("queued", "running", "paused", "stopped", "failed", "completed", "cancelled")
+ACTIVE = ("queued", "running")  # what counts against a user's concurrent-jobs limit
+DAMAGED = "damaged"  # not a state of the machine: a run whose state.json cannot be used (listed, deletable)
+# Which states each action accepts; resume of a failed run also needs a checkpoint.
+ALLOWED_FROM = {
+    "cancel": frozenset({"queued"}),
+    "pause": frozenset({"running"}),
+    "stop": frozenset({"running"}),
+    "resume": frozenset({"paused", "failed"}),
+    "retry": frozenset({"failed", "stopped", "cancelled", "completed"}),
+    "delete": frozenset(STATES) - {"running"},
+}
 OUTCOMES = ("completed", "paused", "stopped", "failed")  # how a worker's attempt can end
 HEARTBEAT_TIMEOUT_S = 20.0  # env REFLECT_HEARTBEAT_TIMEOUT overrides it
 MAX_CONCURRENT = 1  # env REFLECT_MAX_CONCURRENT overrides it
@@ -50,6 +62,15 @@ class JobError(ReflectError):
 
 class RunNotFound(JobError, NotFound):
     """The run does not exist (never did, or was deleted): callers catch ``NotFound``, not message text."""
+
+
+class DamagedRun(JobError, StorageError):
+    """A run whose state.json is unreadable, not an object, or lacks a field or has one of the
+    wrong type. ``salvage`` holds what could still be read (owner, name, created), for listing."""
+
+    def __init__(self, message: str, salvage: dict | None = None):
+        super().__init__(message)
+        self.salvage = salvage or {}
 
 
 # ---- settings (environment; workers inherit it) ------------------------------------------------
@@ -107,10 +128,63 @@ def migrated(state: dict) -> dict:
     return state
 
 
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+_OPTIONAL_TEXT, _OPTIONAL_NUMBER = (str, type(None)), "number or null"
+# Each field the store, the scheduler and the pages read, and what it must hold.
+_FIELD_TYPES = {
+    "owner": str, "name": _OPTIONAL_TEXT, "state": str, "created": "number", "started": _OPTIONAL_NUMBER,
+    "ended": _OPTIONAL_NUMBER, "backend": str, "ref": _OPTIONAL_TEXT, "attempts": int,
+    "error": _OPTIONAL_TEXT, "result": (dict, type(None)),
+}
+_OPTIONAL_FIELDS = {"queued_at": _OPTIONAL_NUMBER, "polled_at": _OPTIONAL_NUMBER, "alive_at": _OPTIONAL_NUMBER,
+                    "poll_error": _OPTIONAL_TEXT}
+
+
+def _fits(value, kind) -> bool:
+    if kind == "number":
+        return _number(value)
+    if kind == _OPTIONAL_NUMBER:
+        return value is None or _number(value)
+    return isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+
+
+def _salvage(raw) -> dict:
+    if not isinstance(raw, dict):
+        return {}
+    kept = {"owner": raw.get("owner"), "name": raw.get("name"), "created": raw.get("created")}
+    return {key: value for key, value in kept.items()
+            if (key == "created" and _number(value)) or (key != "created" and isinstance(value, str) and value)}
+
+
+def checked_state(path: Path, raw) -> dict:
+    """``raw`` (a parsed state.json) as this version writes it, with every field of its type."""
+    if not isinstance(raw, dict):
+        raise DamagedRun(f"run {path.name}: state.json is damaged (it holds a {type(raw).__name__}, not an object)")
+    state = migrated(raw)
+    problems = [f"{name} is missing" if name not in state else f"{name} is {type(state[name]).__name__}"
+                for name, kind in _FIELD_TYPES.items() if name not in state or not _fits(state[name], kind)]
+    problems += [f"{name} is {type(state[name]).__name__}" for name, kind in _OPTIONAL_FIELDS.items()
+                 if name in state and not _fits(state[name], kind)]
+    if not problems and (state["state"] not in STATES or not state["owner"] or state["attempts"] < 0):
+        problems.append(f"state {state['state']!r}, owner {state['owner']!r}, attempts {state['attempts']}")
+    if not problems and state["state"] == "queued" and not _number(state.get("queued_at")):
+        problems.append("a queued run has no queued_at time")
+    if problems:
+        raise DamagedRun(f"run {path.name}: state.json is damaged ({'; '.join(problems)})", _salvage(raw))
+    return state
+
+
 def load_state(path: Path) -> dict | None:
-    """The run's state, or None while it is being created or deleted."""
-    state = read_json(path / STATE)
-    return None if state is None else migrated(state)
+    """The run's state, or None while it is being created or deleted; ``DamagedRun`` when its
+    state.json is unreadable or malformed."""
+    try:
+        raw = read_json(path / STATE)
+    except StorageError as exc:
+        raise DamagedRun(f"run {path.name}: state.json is damaged ({exc})") from None
+    return None if raw is None else checked_state(path, raw)
 
 
 def read_state(path: Path) -> dict:
@@ -144,14 +218,46 @@ def remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def all_runs() -> list[tuple[Path, dict]]:
-    """(run directory, state) of every run, oldest first. Reads need no lock: files are replaced atomically."""
-    runs = []
+def scan_runs() -> tuple[list[tuple[Path, dict]], list[tuple[Path, DamagedRun]]]:
+    """(runs with a usable state, damaged runs), oldest first. Reads need no lock: files are
+    replaced atomically. One damaged run never hides the others."""
+    runs, damaged = [], []
     for path in sorted(runs_dir().iterdir()):
-        state = load_state(path) if path.is_dir() and not path.name.startswith(".") else None
+        if not path.is_dir() or path.name.startswith("."):
+            continue
+        try:
+            state = load_state(path)
+        except DamagedRun as exc:
+            damaged.append((path, exc))
+            continue
         if state is not None:  # a run being created or deleted has none
             runs.append((path, state))
-    return runs
+    return runs, damaged
+
+
+def usable_runs() -> list[tuple[Path, dict]]:
+    """(run directory, state) of every run with a usable state, oldest first: what the store and
+    the scheduler act on (damaged runs are skipped; ``scan_runs`` lists them)."""
+    return scan_runs()[0]
+
+
+def allows(action: str, state: dict, path: Path) -> bool:
+    """Whether a run in ``state`` accepts ``action`` now."""
+    if state["state"] not in ALLOWED_FROM[action]:
+        return False
+    return action != "resume" or state["state"] == "paused" or (path / CHECKPOINT).is_file()
+
+
+def all_runs() -> list[tuple[Path, dict]]:
+    """(run directory, state) of every run, oldest first, for accounting by owner: a damaged
+    run comes with what could be read of its state (``owner``, ``name``, ``created``), or not
+    at all when nothing could. Acting on runs needs ``usable_runs``."""
+    runs, damaged = scan_runs()
+    return sorted(runs + [(path, exc.salvage) for path, exc in damaged if exc.salvage], key=lambda run: run[0])
+
+
+def active_runs(runs: list[tuple[Path, dict]], owner: str) -> int:
+    return sum(1 for _, state in runs if state["owner"] == owner and state["state"] in ACTIVE)
 
 
 def queued_in_order(runs: list[tuple[Path, dict]]) -> list[tuple[Path, dict]]:

@@ -31,8 +31,8 @@ from reflect_core.jobs.runfiles import (
     CONTROL,
     PROGRESS,
     SPEC,
+    DamagedRun,
     JobError,
-    all_runs,
     append_log,
     end_attempt,
     heartbeat_timeout_s,
@@ -41,6 +41,7 @@ from reflect_core.jobs.runfiles import (
     max_concurrent_jobs,
     queued_in_order,
     remove,
+    usable_runs,
     write_state,
 )
 from reflect_core.ml.spec import SpecError, TrainSpec
@@ -60,7 +61,10 @@ def tick(max_concurrent: int | None = None) -> None:
     polled = [(path, state, backend, _ask(backend, state["ref"])) for path, state, backend in due]
     with locked():
         for path, state, backend, poll in polled:
-            current = load_state(path)
+            try:
+                current = load_state(path)
+            except DamagedRun:
+                continue  # damaged since: listed as such, never acted on
             if current is not None and _same_attempt(current, state):
                 _record(path, current, backend, poll)
         schedule(limit)  # slots that just freed
@@ -70,7 +74,7 @@ def schedule(max_concurrent: int, due: list[_Due] | None = None) -> None:
     """``tick``'s work under the lock (the caller holds it). Remote runs due for a poll are
     stamped and appended to ``due`` for the caller to poll; with ``due`` None none are."""
     runs = []
-    for path, state in all_runs():
+    for path, state in usable_runs():  # a damaged run is skipped: the others keep running
         if state["state"] == "running" and backends.is_registered(state["backend"]):
             state = _check(path, state, backends.get(state["backend"]), due)
         runs.append((path, state))
@@ -165,7 +169,8 @@ def _launch(path: Path, state: dict) -> bool:
     backend = backends.get(state["backend"])
     remove(path / CONTROL)  # a request meant for an earlier attempt
     try:
-        ref = backend.launch(path, TrainSpec.parse(read_json(path / SPEC)))
+        # Bound to the run's owner: arrays outside their folder fail the run here, before a worker.
+        ref = backend.launch(path, TrainSpec.parse(read_json(path / SPEC)).check_owner(state["owner"]))
     except SpecError as exc:
         error = f"invalid job spec: {exc}"
     except JobError as exc:

@@ -7,8 +7,8 @@ submit, cancel, pause, stop, resume, retry and delete; a worker claims its
 attempt, checks that it still owns it and records how it ended. Ending a run
 because its worker is gone or silent is the scheduler's job, not the store's.
 
-Reads (``get``, ``list_runs``) take no lock and touch only local files, so a page
-can poll them as often as it likes.
+Reads (``get``, ``list_runs``) are in ``queries``. Requests that use resources (submit,
+resume, retry) take the owner's ``Limits`` and are checked under the same lock as the change.
 """
 
 from __future__ import annotations
@@ -18,35 +18,35 @@ import secrets
 import shutil
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from reflect_core.accounts.access import LOCAL_USER, User, check_owner
+from reflect_core.accounts.access import LOCAL_USER, AccessError, User, check_owner
+from reflect_core.accounts.limits import Limits, check_spec
 from reflect_core.base.storage import StorageError, atomic_write_json, read_json
 from reflect_core.jobs import backends
 from reflect_core.jobs.runfiles import (
-    CHECKPOINT,
+    ALLOWED_FROM,  # noqa: F401 - part of the store's interface
     CONTROL,
     LOG,
-    PROGRESS,
     SPEC,
     STATE,
-    STATES,
     WORKER_OUT,
+    DamagedRun,
     JobError,
-    RunNotFound,
-    all_runs,
+    active_runs,
+    allows,
     append_log,
     check_run_id,
     end_attempt,
     load_state,
     locked,
     max_concurrent_jobs,
-    queued_in_order,
     read_state,
     remove,
     run_dir,
     runs_dir,
+    usable_runs,
     write_state,
 )
 from reflect_core.jobs.scheduler import schedule
@@ -54,15 +54,6 @@ from reflect_core.ml.spec import TrainSpec
 
 KEPT_ON_RETRY = frozenset({SPEC, STATE, LOG, WORKER_OUT, "data"})  # generated data is reused
 
-# Which states each action accepts; resume of a failed run also needs a checkpoint.
-ALLOWED_FROM = {
-    "cancel": frozenset({"queued"}),
-    "pause": frozenset({"running"}),
-    "stop": frozenset({"running"}),
-    "resume": frozenset({"paused", "failed"}),
-    "retry": frozenset({"failed", "stopped", "cancelled", "completed"}),
-    "delete": frozenset(STATES) - {"running"},
-}
 _REFUSAL_HINTS = {
     "cancel": "only queued runs can be cancelled",
     "pause": "only running runs can be paused",
@@ -74,47 +65,6 @@ _REFUSAL_HINTS = {
 
 
 @dataclass(frozen=True)
-class Progress:
-    """What the worker last reported (``progress.json``)."""
-
-    phase: str = ""
-    done: int = 0
-    total: int = 0
-    epoch: int = 0
-    epochs_total: int = 0
-    train_loss: list = field(default_factory=list)
-    val_loss: list = field(default_factory=list)
-    log_tail: list = field(default_factory=list)
-    heartbeat: float | None = None
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "Progress":
-        return cls(**{name: data[name] for name in cls.__dataclass_fields__ if name in data})
-
-
-@dataclass(frozen=True)
-class RunInfo:
-    run_id: str
-    owner: str
-    name: str | None
-    state: str
-    created: float  # times are Unix seconds
-    started: float | None  # start of the latest attempt
-    ended: float | None
-    attempts: int
-    backend: str  # the registry name of what runs its workers ("local", "modal")
-    ref: str | None  # the backend's opaque handle on the worker of the latest attempt
-    pid: int | None  # that worker's process id, on the local backend only
-    error: str | None
-    result: dict | None
-    queue_position: int | None  # 1 = next to start; None unless queued
-    requested: str | None  # "pause" or "stop" sent to a running worker, not yet acted on
-    actions: tuple[str, ...]  # what this run's state allows now, e.g. ("pause", "stop")
-    progress: Progress
-    run_dir: Path
-
-
-@dataclass(frozen=True)
 class Claim:
     """What a worker gets when it takes its run (see ``claim``)."""
 
@@ -122,15 +72,10 @@ class Claim:
     run_dir: Path
     attempt: int
     spec: dict
+    owner: str = ""  # whose run it is: the spec's uploaded arrays must be theirs
 
 
 # ---- transitions ---------------------------------------------------------------------------------
-
-
-def _allows(action: str, state: dict, path: Path) -> bool:
-    if state["state"] not in ALLOWED_FROM[action]:
-        return False
-    return action != "resume" or state["state"] == "paused" or (path / CHECKPOINT).is_file()
 
 
 def _refusal(action: str, run_id: str, state: str) -> str:
@@ -147,7 +92,7 @@ def _transition(run_id: str, action: str, user: User):
         path = run_dir(run_id)
         state = read_state(path)
         check_owner(user, state["owner"], f"run {run_id}")
-        if not _allows(action, state, path):
+        if not allows(action, state, path):
             raise JobError(_refusal(action, run_id, state["state"]))
         yield path, state
 
@@ -163,15 +108,27 @@ def _queue(path: Path, state: dict) -> None:
     write_state(path, state, state="queued", queued_at=time.time(), ended=None, error=None)
 
 
-def submit(spec: TrainSpec, owner: str, name: str | None = None, run_id: str | None = None) -> str:
+def _check_limits(spec: TrainSpec, owner: str, limits: Limits | None) -> None:
+    """Under the lock: the spec and the owner's active runs within ``limits`` (every violation in
+    one LimitError), so that simultaneous requests cannot all pass a check made before."""
+    if limits is not None:
+        check_spec(spec, limits, running_jobs=active_runs(usable_runs(), owner), owner=owner)
+
+
+def submit(spec: TrainSpec, owner: str, name: str | None = None, run_id: str | None = None,
+           limits: Limits | None = None) -> str:
     """Queue a job; it starts at once when a slot is free. Returns the run id: ``run_id`` when
-    given (an id the caller reserved with ``new_run_id``; refused if a run has it already)."""
+    given (an id the caller reserved with ``new_run_id``; refused if a run has it already).
+    With ``limits`` (the owner's profile) the spec and the owner's active runs are checked
+    under the store's lock. Uploaded arrays must lie in the owner's own folder."""
     if not isinstance(spec, TrainSpec):
         raise JobError(f"a job needs a TrainSpec (parse it at the boundary), got {type(spec).__name__}")
     if not isinstance(owner, str) or not owner:
         raise JobError("a job needs an owner (a non-empty user name)")
+    spec = spec.check_owner(owner)
     backends.get(spec.backend)  # "the modal backend is not configured" before anything is written
     with locked():
+        _check_limits(spec, owner, limits)
         run_id = new_run_id() if run_id is None else check_run_id(run_id)
         path = runs_dir() / run_id
         try:
@@ -219,16 +176,26 @@ def stop(run_id: str, user: User = LOCAL_USER) -> None:
     _request(run_id, "stop", user)
 
 
-def resume(run_id: str, user: User = LOCAL_USER) -> None:
-    """Queue a paused run, or a failed one with a checkpoint; the pipeline continues from the checkpoint."""
+def _spec_within(path: Path, state: dict, limits: Limits | None) -> None:
+    """A run about to be queued again: its spec and its owner's active runs within ``limits``."""
+    if limits is not None:
+        _check_limits(TrainSpec.parse(read_json(path / SPEC)), state["owner"], limits)
+
+
+def resume(run_id: str, user: User = LOCAL_USER, limits: Limits | None = None) -> None:
+    """Queue a paused run, or a failed one with a checkpoint; the pipeline continues from the checkpoint.
+    With ``limits``, checked like a submit, under the same lock."""
     with _transition(run_id, "resume", user) as (path, state):
+        _spec_within(path, state, limits)
         _queue(path, state)
         schedule(max_concurrent_jobs())
 
 
-def retry(run_id: str, user: User = LOCAL_USER) -> None:
-    """Queue the run again from the start, in the same directory, reusing its generated ``data/``."""
+def retry(run_id: str, user: User = LOCAL_USER, limits: Limits | None = None) -> None:
+    """Queue the run again from the start, in the same directory, reusing its generated ``data/``.
+    With ``limits``, checked like a submit, under the same lock."""
     with _transition(run_id, "retry", user) as (path, state):
+        _spec_within(path, state, limits)
         for entry in path.iterdir():
             if entry.name not in KEPT_ON_RETRY:
                 remove(entry)
@@ -238,8 +205,21 @@ def retry(run_id: str, user: User = LOCAL_USER) -> None:
 
 
 def delete(run_id: str, user: User = LOCAL_USER) -> None:
-    """Remove a run that is not running, with all its files."""
-    with _transition(run_id, "delete", user) as (path, _):
+    """Remove a run that is not running, with all its files; a damaged run too (its owner's, as far
+    as its state.json tells, or an admin's to remove)."""
+    with locked():
+        path = run_dir(run_id)
+        try:
+            state = read_state(path)
+        except DamagedRun as exc:
+            owner = exc.salvage.get("owner")
+            if owner is None and not user.is_admin:
+                raise AccessError(f"run {run_id} is damaged and names no owner: an admin can delete it") from None
+            check_owner(user, owner or user.name, f"run {run_id}")
+        else:
+            check_owner(user, state["owner"], f"run {run_id}")
+            if not allows("delete", state, path):
+                raise JobError(_refusal("delete", run_id, state["state"]))
         # Renamed first so that a removal that fails half-way leaves no half run.
         trash = path.with_name(f".deleting-{run_id}")
         try:
@@ -247,64 +227,6 @@ def delete(run_id: str, user: User = LOCAL_USER) -> None:
             shutil.rmtree(trash)
         except OSError as exc:
             raise JobError(f"cannot delete run {run_id}: {exc}") from None
-
-
-# ---- reading -------------------------------------------------------------------------------------
-
-
-def _queue_positions(runs: list[tuple[Path, dict]]) -> dict[str, int]:
-    return {path.name: i + 1 for i, (path, _) in enumerate(queued_in_order(runs))}
-
-
-def _pending_request(path: Path, state: dict) -> str | None:
-    if state["state"] != "running":
-        return None
-    return (read_json(path / CONTROL) or {}).get("action")
-
-
-def _info(path: Path, state: dict, queue_position: int | None) -> RunInfo:
-    ref = state["ref"]
-    return RunInfo(
-        run_id=path.name, owner=state["owner"], name=state["name"], state=state["state"],
-        created=state["created"], started=state["started"], ended=state["ended"], attempts=state["attempts"],
-        backend=state["backend"], ref=ref,
-        pid=int(ref) if state["backend"] == "local" and ref and ref.isdigit() else None,
-        error=state["error"], result=state["result"],
-        queue_position=queue_position, requested=_pending_request(path, state),
-        actions=tuple(action for action in ALLOWED_FROM if _allows(action, state, path)),
-        progress=Progress.from_dict(read_json(path / PROGRESS) or {}), run_dir=path,
-    )
-
-
-def get(run_id: str, user: User = LOCAL_USER) -> RunInfo:
-    path = run_dir(run_id)
-    runs = all_runs()
-    state = next((state for p, state in runs if p.name == run_id), None)
-    if state is None:
-        raise RunNotFound(f"run {run_id} was deleted")
-    check_owner(user, state["owner"], f"run {run_id}")
-    return _info(path, state, _queue_positions(runs).get(run_id))
-
-
-def list_runs(owner: str | None = None) -> list[RunInfo]:
-    """Runs, newest first; only ``owner``'s when given."""
-    runs = all_runs()
-    positions = _queue_positions(runs)
-    return [
-        _info(path, state, positions.get(path.name))
-        for path, state in reversed(runs)
-        if owner is None or state["owner"] == owner
-    ]
-
-
-def runs_for(user: User) -> list[RunInfo]:
-    """What ``user`` may see: their own runs, or every run for an admin."""
-    return list_runs(None if user.is_admin else user.name)
-
-
-def active_count(owner: str) -> int:
-    """Queued or running jobs of one user (for the concurrent-jobs limit)."""
-    return sum(1 for run in list_runs(owner) if run.state in ("queued", "running"))
 
 
 # ---- the worker's side (a worker that can see the run's files) ------------------------------------
@@ -321,7 +243,7 @@ def claim(path: Path, ref: str | None = None) -> Claim:
         if state["state"] != "running" or state["ref"] != ref:
             raise JobError(f"run {path.name} is {state['state']} and not waiting for worker {ref}")
     spec = read_json(path / SPEC)
-    return Claim(run_id=path.name, run_dir=path, attempt=state["attempts"], spec=spec)
+    return Claim(run_id=path.name, run_dir=path, attempt=state["attempts"], spec=spec, owner=state["owner"])
 
 
 def _owned_by(claimed: Claim, state: dict | None) -> bool:
@@ -332,7 +254,7 @@ def is_current(claimed: Claim) -> bool:
     """False once the scheduler gave up on this attempt (or the run is gone): its worker must exit."""
     try:
         return _owned_by(claimed, load_state(claimed.run_dir))
-    except StorageError:
+    except StorageError:  # DamagedRun too
         return True  # unreadable is not a verdict
 
 
@@ -340,7 +262,10 @@ def finish(claimed: Claim, outcome: str, error: str | None = None, result: dict 
     """Record how the worker's attempt ended (completed, paused, stopped or failed).
     False when the scheduler had already given up on this attempt, so nothing was recorded."""
     with locked():
-        state = load_state(claimed.run_dir)
+        try:
+            state = load_state(claimed.run_dir)
+        except DamagedRun:
+            return False  # nothing can be recorded in a damaged state; it stays listed as damaged
         if not _owned_by(claimed, state):
             return False
         end_attempt(claimed.run_dir, state, outcome, error=error, result=result)

@@ -142,7 +142,9 @@ def run_pipeline(claimed: jobs.Claim, reporter: FileReporter, control: FileContr
     try:
         from reflect_core.ml.pipeline import run_job  # here, so that a pipeline that cannot load fails the job
 
-        result = run_job(TrainSpec.parse(claimed.spec), claimed.run_dir, reporter, control)
+        # Bound to the run's owner: uploaded arrays resolve inside their own folder only.
+        spec = TrainSpec.parse(claimed.spec).check_owner(claimed.owner)
+        result = run_job(spec, claimed.run_dir, reporter, control)
         json.dumps(result)  # the result summary goes into state.json
     except Paused as exc:
         reporter.log(f"paused: {exc}")

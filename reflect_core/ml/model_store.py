@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from reflect_core.base.storage import shown_path
 from reflect_core.ml.meta import META, ModelLoadError, ModelMeta
 from reflect_core.ml.models import build_model
 
@@ -32,15 +33,16 @@ def load_model(model_dir) -> tuple[torch.nn.Module, ModelMeta]:
     meta = ModelMeta.read(model_dir)
     weights = model_dir / WEIGHTS
     if not weights.exists():
-        raise ModelLoadError(f"{model_dir}: no {WEIGHTS}")
+        raise ModelLoadError(f"{shown_path(model_dir)}: no {WEIGHTS}")
     if weights.stat().st_size > MAX_WEIGHTS_BYTES:
-        raise ModelLoadError(f"{weights}: {weights.stat().st_size:,} bytes is over the {MAX_WEIGHTS_BYTES:,} limit")
+        raise ModelLoadError(f"{shown_path(weights)}: {weights.stat().st_size:,} bytes is over the "
+                             f"{MAX_WEIGHTS_BYTES:,} limit")
     model = build_model(meta.model, meta.q.size, meta.z.size)
     try:
         state = torch.load(weights, weights_only=True, map_location="cpu")
         model.load_state_dict(state)
     except Exception as exc:  # noqa: BLE001 - pickle errors, shape mismatches: all mean "not these weights"
-        raise ModelLoadError(f"{weights}: not weights of a {meta.model.arch} for {meta.q.size} Q / {meta.z.size} "
-                             f"z points ({type(exc).__name__}: {str(exc)[:200]})") from None
+        raise ModelLoadError(f"{shown_path(weights)}: not weights of a {meta.model.arch} for {meta.q.size} Q / "
+                             f"{meta.z.size} z points ({type(exc).__name__}: {str(exc)[:200]})") from None
     model.eval()
     return model, meta

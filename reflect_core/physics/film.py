@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
@@ -25,6 +26,16 @@ FIELD_UNITS = {
     "roughness": "Å",
 }
 BEAM_SIDES = ("ambient", "substrate")
+
+# Physical upper bounds (units above). Beyond them a value is a typing slip, not a film, and
+# the work grows with it: the resolution's fine Q grid needs points ∝ the total thickness.
+MAX_THICKNESS = 1e5  # Å (10 µm), per layer and for the whole stack: NR resolves fringes of films up
+# to a few thousand Å; a 10 µm stack is already a bulk medium for any neutron instrument.
+MAX_ROUGHNESS = 1000.0  # Å: a wider interface is a graded layer, better described as layers.
+MAX_SLD = 100.0  # 10⁻⁶ Å⁻², for |SLD| and iSLD: the largest real SLDs are ~10 (Ni-58 13.3), strong
+# absorbers (Gd, Cd, B-10) reach a few tens in iSLD.
+MAX_LAYERS = 1000  # any film; the profiles allow far fewer (Limits.film_layers: local 20, shared 10)
+MAXIMA = {"sld": MAX_SLD, "isld": MAX_SLD, "thickness": MAX_THICKNESS, "roughness": MAX_ROUGHNESS}
 
 
 class FilmError(InvalidInput):
@@ -111,11 +122,20 @@ def _number(value, layer_index: int, layer_name: str, field_name: str) -> float:
         raise FilmError(f"{where}: expected a number, got {value!r}", layer_index, field_name)
     try:
         number = float(value)
-    except (TypeError, ValueError):
-        raise FilmError(f"{where}: expected a number, got {value!r}", layer_index, field_name) from None
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer of thousands of digits
+        raise FilmError(f"{where}: expected a number, got {short_repr(value)}", layer_index, field_name) from None
     if not math.isfinite(number):
         raise FilmError(f"{where}: must be finite, got {value!r}", layer_index, field_name)
     return number
+
+
+def short_repr(value) -> str:
+    """``repr`` cut to 40 characters: a 5000-digit number is named, not echoed."""
+    try:
+        text = repr(value)
+    except ValueError:  # int → str past Python's digit limit
+        return f"an integer of more than {sys.get_int_max_str_digits():,} digits"
+    return text if len(text) <= 40 else f"{text[:30]}… ({len(text):,} characters)"
 
 
 def check_layer(layer: Layer, i: int) -> Layer:
@@ -131,6 +151,10 @@ def check_layer(layer: Layer, i: int) -> Layer:
                 i,
                 f,
             )
+    for f, limit in MAXIMA.items():
+        if abs(values[f]) > limit:
+            raise FilmError(f"layer {i} ({layer.name!r}), field '{f}': {values[f]:g} {FIELD_UNITS[f]} is beyond "
+                            f"the physical bound {'|SLD| ≤ ' if f == 'sld' else '≤ '}{limit:g} {FIELD_UNITS[f]}", i, f)
     return Layer(name=str(layer.name), **values)
 
 
@@ -141,14 +165,30 @@ def validate_film(film: Film) -> None:
         raise FilmError(
             f"a film needs at least 2 layers (substrate and ambient), got {len(film.layers)}"
         )
+    if len(film.layers) > MAX_LAYERS:
+        raise FilmError(f"a film has at most {MAX_LAYERS} layers, got {len(film.layers):,}")
     checked = [check_layer(layer, i) for i, layer in enumerate(film.layers)]
+    total = sum(layer.thickness for layer in checked[1:-1])
+    if total > MAX_THICKNESS:
+        raise FilmError(f"the film is {total:g} Å thick in all; the bound is {MAX_THICKNESS:g} Å (10 µm), "
+                        "far beyond what reflectometry resolves", field_name="thickness")
     object.__setattr__(film, "layers", tuple(checked))
+
+
+def _text(value, where: str, index: int | None = None) -> str:
+    try:
+        text = str(value)
+    except ValueError:  # an integer past Python's digit limit
+        raise FilmError(f"{where}: expected text, got {short_repr(value)}", index) from None
+    if len(text) > 200:
+        raise FilmError(f"{where}: at most 200 characters, got {len(text):,}", index)
+    return text
 
 
 def layer_from_mapping(raw, index: int) -> Layer:
     if not isinstance(raw, dict):
         raise FilmError(f"layer {index}: expected an object with sld, thickness, roughness", index)
-    name = str(raw.get("name", f"layer {index}"))
+    name = _text(raw.get("name", f"layer {index}"), f"layer {index}: name", index)
     missing = [f for f in ("sld",) if f not in raw]
     if missing:
         raise FilmError(f"layer {index} ({name!r}): missing field 'sld'", index, "sld")
@@ -167,10 +207,12 @@ def film_from_dict(data) -> Film:
     layers = source.get("layers")
     if not isinstance(layers, list):
         raise FilmError("a film needs a 'layers' list (or 'params.layers' in a pyreflect export)")
+    if len(layers) > MAX_LAYERS:  # before parsing each one
+        raise FilmError(f"a film has at most {MAX_LAYERS} layers, got {len(layers):,}")
     return Film(
         layers=tuple(layer_from_mapping(raw, i) for i, raw in enumerate(layers)),
-        beam_from=str(source.get("beam_from", data.get("beam_from", "ambient"))),
-        name=str(source.get("name", data.get("name", "")) or ""),
+        beam_from=_text(source.get("beam_from", data.get("beam_from", "ambient")), "beam_from"),
+        name=_text(source.get("name", data.get("name", "")) or "", "name"),
     )
 
 
@@ -182,7 +224,7 @@ def film_from_json(text: str | bytes) -> Film:
         raise FilmError(f"film file is {len(text):,} bytes; the limit is {MAX_FILM_BYTES:,}")
     try:
         data = json.loads(text)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, ValueError) as exc:  # ValueError: also an integer past Python's digit limit
         raise FilmError(f"not valid JSON: {exc}") from None
     return film_from_dict(data)
 

@@ -14,12 +14,15 @@ A record::
      "files": directory relative to data_dir() or None, "run_id": str or None}
 
 Every function takes the acting ``User``; only the owner or an admin may see or
-change a record.
+change a record. Records are returned as readers format them (``readable``): a field of the
+wrong type (an imported ``summary.bytes = "lots"``) is dropped or defaulted and named in the
+record's ``problems``, so one damaged record never breaks a page, and can still be deleted.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import secrets
 import shutil
 import time
@@ -179,6 +182,62 @@ def _new_id(table: Table) -> str:
             return record_id
 
 
+# Summary fields the pages format as numbers; ``agreement`` is an object of numbers.
+NUMERIC_SUMMARY = ("rmse", "baseline_rmse", "r2", "nr_decades", "parameters", "bytes", "total_s")
+_LATEST_TIME = 1e10  # Unix seconds (year 2286): a later "created" is not a time
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _shown(value) -> str:
+    try:
+        text = repr(value)
+    except ValueError:  # an integer past Python's digit limit
+        return "a number of thousands of digits"
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _readable_summary(summary, problems: list[str]) -> dict:
+    if not isinstance(summary, dict):
+        problems.append(f"summary is {type(summary).__name__}, not an object")
+        return {}
+    kept = {}
+    for key, value in summary.items():
+        if key in NUMERIC_SUMMARY and not (value is None or _is_number(value)):
+            problems.append(f"summary.{key} is not a number ({_shown(value)})")
+        elif key == "agreement" and not (value is None or (
+                isinstance(value, dict) and all(v is None or _is_number(v) for v in value.values()))):
+            problems.append(f"summary.agreement is not an object of numbers ({_shown(value)})")
+        elif key == "state" and not isinstance(value, str):
+            problems.append(f"summary.state is not text ({_shown(value)})")
+        else:
+            kept[key] = value
+    return kept
+
+
+def readable(doc: dict) -> dict:
+    """A copy of a stored record with every field of the type its readers format; anything that
+    was not is dropped or defaulted and described in ``record["problems"]`` (absent when none)."""
+    record, problems = {key: value for key, value in doc.items() if key != "problems"}, []
+    for field, check, default in (
+            ("name", lambda v: isinstance(v, str) and v, "unnamed record"),
+            ("kind", lambda v: v in KINDS, "import"),
+            ("created", lambda v: _is_number(v) and 0 <= v <= _LATEST_TIME, 0.0),
+            ("updated", lambda v: _is_number(v) and 0 <= v <= _LATEST_TIME, 0.0),
+            ("params", lambda v: isinstance(v, dict), {}),
+            ("files", lambda v: v is None or (isinstance(v, str) and v), None),
+            ("run_id", lambda v: v is None or (isinstance(v, str) and v), None)):
+        if not check(record[field]):
+            problems.append(f"{field} is {_shown(record[field])}")
+            record[field] = default
+    record["summary"] = _readable_summary(record["summary"], problems)
+    if problems:
+        record["problems"] = problems
+    return record
+
+
 def _load_owned(table: Table, user: User, record_id: str) -> Document:
     doc = table.get(Query().id == record_id)
     if doc is None:
@@ -188,9 +247,11 @@ def _load_owned(table: Table, user: User, record_id: str) -> Document:
 
 
 def _newest_first(docs: list[Document]) -> list[dict]:
-    # doc_id breaks ties between records created within the clock's resolution.
-    ordered = sorted(docs, key=lambda doc: (doc["created"], doc.doc_id), reverse=True)
-    return [dict(doc) for doc in ordered]
+    """Readable copies, newest first; doc_id breaks ties between records created within the
+    clock's resolution."""
+    ordered = sorted(((readable(doc), doc.doc_id) for doc in docs), key=lambda pair: (pair[0]["created"], pair[1]),
+                     reverse=True)
+    return [record for record, _ in ordered]
 
 
 def _modify(user: User, record_id: str, change: Callable[[dict], None]) -> dict:
@@ -201,7 +262,7 @@ def _modify(user: User, record_id: str, change: Callable[[dict], None]) -> dict:
         change(record)
         record["updated"] = _now()
         table.update(record, doc_ids=[doc.doc_id])
-    return record
+    return readable(record)
 
 
 def add(user: User, kind: str, name: str, params: dict, summary: dict | None = None,
@@ -224,7 +285,7 @@ def add(user: User, kind: str, name: str, params: dict, summary: dict | None = N
 
 def get(user: User, record_id: str) -> dict:
     with _open_table() as table:
-        return dict(_load_owned(table, user, record_id))
+        return readable(_load_owned(table, user, record_id))
 
 
 def list_records(user: User, kind: str | None = None, search: str | None = None,
@@ -240,14 +301,13 @@ def list_records(user: User, kind: str | None = None, search: str | None = None,
     with _open_table() as table:
         docs = table.all()
     chosen = [
-        doc for doc in docs
-        if (user.is_admin or doc["owner"] == user.name)
-        and (kind is None or doc["kind"] == kind)
-        and (needle is None or needle in doc["name"].casefold())
-        and (since is None or doc["created"] >= since)
-        and (until is None or doc["created"] <= until)
+        record for record in _newest_first([doc for doc in docs if user.is_admin or doc["owner"] == user.name])
+        if (kind is None or record["kind"] == kind)
+        and (needle is None or needle in record["name"].casefold())
+        and (since is None or record["created"] >= since)
+        and (until is None or record["created"] <= until)
     ]
-    return _newest_first(chosen)
+    return chosen
 
 
 def rename(user: User, record_id: str, new_name: str) -> dict:
@@ -264,8 +324,8 @@ def update(user: User, record_id: str, *, summary: dict | None = None, params: d
     }
 
     def merge(record: dict) -> None:
-        for field, value in changes.items():
-            record[field] = {**record[field], **value}
+        for field, value in changes.items():  # a damaged field is replaced rather than merged into
+            record[field] = {**(record[field] if isinstance(record[field], dict) else {}), **value}
 
     return _modify(user, record_id, merge)
 
@@ -290,8 +350,8 @@ def delete(user: User, record_id: str) -> dict:
 
 
 def _files_of(doc: Document) -> Path | None:
-    if doc["files"] is None:
-        return None
+    if not isinstance(doc["files"], str) or not doc["files"]:
+        return None  # none, or damaged: the record goes, nothing is removed on its word
     try:
         return _files_path(doc["files"])
     except ValueError as exc:
@@ -302,7 +362,7 @@ def _shared(table: Table, doc: Document, target: Path) -> bool:
     """Whether another record's files are, contain or lie inside ``target``."""
     root = data_dir().resolve()
     others = [(root / other["files"]).resolve() for other in table.all()
-              if other.doc_id != doc.doc_id and other["files"] is not None]
+              if other.doc_id != doc.doc_id and isinstance(other["files"], str) and other["files"]]
     return any(_overlaps(target, other) for other in others)
 
 

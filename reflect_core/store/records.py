@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from reflect_core import jobs
 from reflect_core.accounts.access import User
+from reflect_core.accounts.limits import Limits
 from reflect_core.base.errors import NotFound
 from reflect_core.base.storage import data_dir
 from reflect_core.ml.meta import ModelLoadError, ModelMeta
@@ -20,14 +21,16 @@ from reflect_core.store.bundles import directory_size
 MODEL_FOLDER = "model"  # a run's trained model, inside its run directory
 
 
-def submit_training(user: User, spec: TrainSpec, name: str | None = None) -> tuple[str, dict]:
+def submit_training(user: User, spec: TrainSpec, name: str | None = None,
+                    limits: Limits | None = None) -> tuple[str, dict]:
     """Queue a training run and add its history record: (run id, record). The record is
     written first under a reserved run id, so a refused or failed submission leaves
-    neither an orphan run nor a record pointing at nothing."""
+    neither an orphan run nor a record pointing at nothing. ``limits`` (the user's profile)
+    are checked by the job store, under its lock, with the user's active runs."""
     run_id = jobs.new_run_id()
     record = history.add(user, "training", name or run_id, spec.to_dict(), files=f"runs/{run_id}", run_id=run_id)
     try:
-        jobs.submit(spec, user.name, name, run_id=run_id)
+        jobs.submit(spec, user.name, name, run_id=run_id, limits=limits)
     except BaseException:
         history.delete(user, record["id"])
         raise
@@ -54,6 +57,8 @@ def refreshed(user: User, record: dict) -> dict:
         return record  # the run was deleted elsewhere: keep what the record knew
     if record["summary"].get("state") == run.state and run.state not in ("running", "queued"):
         return record
+    if run.state == jobs.DAMAGED:
+        return {**record, "summary": {**record["summary"], "state": run.state}}  # shown, never stored
     return history.update(user, record["id"], summary=training_summary(run))
 
 

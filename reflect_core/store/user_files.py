@@ -1,6 +1,15 @@
 """Where each user's accepted uploads live (``uploads/<user>/``), how one is written
-(a sanitised name, never overwriting), and the models a user can predict with. Every file
-here already passed ``uploads.validate_upload``."""
+(a sanitised name, never overwriting), the measured curves in their one canonical form,
+the models a user can predict with, deleting either, and the storage each user uses
+against their quota. Every file here already passed ``uploads.validate_upload``.
+
+A measured curve is ``uploads/<user>/curves/<name>/``: ``curve.csv``, the validated
+``Curve`` in ``formats.curves``' canonical form (Q and dQ FWHM in Å⁻¹), which every reader
+loads (``load_curve``), and ``original<ext>``, the upload as it came, kept only for
+download and provenance. A curve kept before this layout (a plain file in ``curves/``)
+is moved into one when the curves are listed, and parsed once with the upload parser
+when it is first loaded.
+"""
 
 from __future__ import annotations
 
@@ -8,19 +17,44 @@ import json
 import os
 import re
 import secrets
+import shutil
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from reflect_core.accounts.access import User, validate_username
-from reflect_core.base.storage import atomic_write_bytes, atomic_write_json, data_dir
+from reflect_core.accounts.limits import MB, LimitError, Limits
+from reflect_core.base.errors import InvalidInput, NotFound, ReflectError
+from reflect_core.base.storage import atomic_write_bytes, atomic_write_json, data_dir, read_bounded
 from reflect_core.data.generate import NR_FILE, SLD_FILE
+from reflect_core.formats.curves import Curve, CurveError, canonical_text, parse_canonical
+from reflect_core.jobs.runfiles import all_runs
 from reflect_core.ml.meta import META, ModelMeta
-from reflect_core.store import history
-from reflect_core.uploads import UploadError, import_pyreflect_model, unpack_model_zip
+from reflect_core.ml.model_store import WEIGHTS
+from reflect_core.store import history, records
+from reflect_core.store.bundles import directory_size
+from reflect_core.uploads import UploadError, import_pyreflect_model, unpack_model_zip, validate_upload
+from reflect_core.uploads.curves import measured_curve
 
 ARRAYS_INFO = "arrays.json"
 MAX_NAME_CHARS = 100
+CURVE_FILE, ORIGINAL_STEM = "curve.csv", "original"
+MAX_ORIGINAL_BYTES = 200 * MB  # the largest upload any profile allows
+MODEL_SOURCES = ("uploaded model", "pyreflect weights")
+_STORED_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")  # what safe_filename makes
+
+
+class QuotaError(LimitError):
+    """A save that would take a user over their storage quota; the message says how much is used, the
+    limit and the size of what was refused."""
+
+
+def human_bytes(n: float) -> str:
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= size:
+            return f"{n / size:,.1f} {unit}"
+    return f"{int(n)} B"
 
 
 # --- keeping an accepted upload --------------------------------------------------------------------------------
@@ -33,14 +67,17 @@ def safe_filename(filename: str) -> str:
     return stem[:MAX_NAME_CHARS] + suffix[:16] if stem else "upload"
 
 
-def _claim_free_name(folder: Path, name: str) -> Path:
-    """Create an empty ``name`` (or ``stem-1.ext``, ``stem-2.ext``, …) that did not exist; O_EXCL makes the
-    claim atomic, so two uploads of one name never overwrite each other."""
+def _claim_free_name(folder: Path, name: str, directory: bool = False) -> Path:
+    """Create an empty file (or folder) ``name`` (or ``stem-1.ext``, ``stem-2.ext``, …) that did not exist;
+    O_EXCL (mkdir) makes the claim atomic, so two uploads of one name never overwrite each other."""
     stem, suffix = os.path.splitext(name)
     for n in range(10_000):
         candidate = folder / (name if n == 0 else f"{stem}-{n}{suffix}")
         try:
-            os.close(os.open(candidate, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+            if directory:
+                os.mkdir(candidate, 0o700)
+            else:
+                os.close(os.open(candidate, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
         except FileExistsError:
             continue
         return candidate
@@ -70,6 +107,53 @@ def save_accepted(user_dir, filename: str, data: bytes) -> Path:
     return target
 
 
+# --- storage used, and the quota ---------------------------------------------------------------------------------
+
+
+def usage_bytes(user: User) -> int:
+    """Bytes of every file that is the user's: ``uploads/<user>/`` (curves, arrays, models), their
+    analyses (``history/analyses/<user>/``), their runs (``runs/<id>/`` whose state names them the
+    owner) and the folders of their history records (imports). A file is counted once."""
+    root, name = data_dir(), validate_username(user.name)
+    tops = [root / "uploads" / name, root / "history" / "analyses" / name]
+    tops += [path for path, state in all_runs() if state.get("owner") == name]
+    tops += [root / r["files"] for r in history.list_records(user) if r["owner"] == name and r.get("files")]
+    seen, total = set(), 0
+    for top in tops:
+        for folder, _, files in os.walk(top):
+            for file in files:
+                try:
+                    info = os.lstat(os.path.join(folder, file))
+                except OSError:
+                    continue  # deleted while counting
+                if (info.st_dev, info.st_ino) not in seen and not os.path.islink(os.path.join(folder, file)):
+                    seen.add((info.st_dev, info.st_ino))
+                    total += info.st_size
+    return total
+
+
+def _quota_error(user: User, limits: Limits, used: int, adding: int, what: str) -> QuotaError:
+    return QuotaError([f"{what} ({human_bytes(adding)}) would not fit in {user.name}'s storage: "
+                       f"{human_bytes(used)} of the {human_bytes(limits.storage_bytes)} allowed is used; "
+                       f"delete curves, models, runs or analyses to make room"], limits)
+
+
+def check_quota(user: User, limits: Limits, adding: int, what: str) -> int:
+    """The user's usage now; QuotaError when ``adding`` more bytes would go over ``limits.storage_bytes``."""
+    used = usage_bytes(user)
+    if used + adding > limits.storage_bytes:
+        raise _quota_error(user, limits, used, adding, what)
+    return used
+
+
+def _recheck_quota(user: User, limits: Limits | None, used: int, written: Path, what: str) -> None:
+    """After unpacking (a zip's contents are larger than the zip): remove ``written`` if it did not fit."""
+    added = directory_size(written) if limits is not None else 0
+    if limits is not None and used + added > limits.storage_bytes:
+        shutil.rmtree(written, ignore_errors=True)
+        raise _quota_error(user, limits, used, added, what)
+
+
 # --- users' folders -----------------------------------------------------------------------------------------------
 
 
@@ -79,12 +163,15 @@ def upload_dir(user: User, kind: str) -> Path:
     return path
 
 
-def save_array_pair(user: User, nr: tuple[str, bytes, tuple], sld: tuple[str, bytes, tuple]) -> str:
+def save_array_pair(user: User, nr: tuple[str, bytes, tuple], sld: tuple[str, bytes, tuple],
+                    limits: Limits | None = None) -> str:
     """A training set from two accepted uploads (name, bytes, shape); returns its folder
     relative to the data directory, the form a training spec names it by."""
     (nr_name, nr_bytes, nr_shape), (sld_name, sld_bytes, sld_shape) = nr, sld
     if nr_shape[0] != sld_shape[0]:
         raise UploadError(f"{nr_name} holds {nr_shape[0]} curves but {sld_name} holds {sld_shape[0]} profiles")
+    if limits is not None:
+        check_quota(user, limits, len(nr_bytes) + len(sld_bytes), f"{nr_name} + {sld_name}")
     folder = upload_dir(user, "arrays") / f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
     folder.mkdir()
     atomic_write_bytes(folder / NR_FILE, nr_bytes)
@@ -103,13 +190,164 @@ def array_sets(user: User) -> list[tuple[str, dict]]:
     return found
 
 
-def save_curve(user: User, filename: str, data: bytes) -> Path:
-    return save_accepted(upload_dir(user, "curves"), filename, data)
+# --- measured curves ------------------------------------------------------------------------------------------------
 
 
-def curves(user: User) -> list[Path]:
-    return sorted((p for p in upload_dir(user, "curves").iterdir() if p.is_file() and not p.name.startswith(".")),
-                  key=lambda p: p.stat().st_mtime, reverse=True)
+def save_curve(user: User, filename: str, data: bytes, curve: Curve | None = None,
+               limits: Limits | None = None) -> str:
+    """Keep an accepted measured curve: ``curve`` is what the upload check returned (parsed
+    here from ``data`` when not given), written in the canonical form beside the original.
+    Returns the name it is kept (and listed, and loaded) under."""
+    if curve is None:
+        curve = validate_upload(filename, data, "curve", MAX_ORIGINAL_BYTES).content
+    canonical = canonical_text(curve).encode()
+    if limits is not None:
+        check_quota(user, limits, len(data) + len(canonical), filename)
+    return _keep_curve(upload_dir(user, "curves"), safe_filename(filename), data, canonical)
+
+
+def _keep_curve(folder: Path, name: str, original: bytes | Path, canonical: bytes | None) -> str:
+    """Build the curve's folder under a temporary name, then give it a free name in one step.
+    ``original`` as a path is moved in (a file kept before this layout), else written."""
+    tmp = Path(tempfile.mkdtemp(dir=folder, prefix=".new-"))
+    moved = tmp / (ORIGINAL_STEM + os.path.splitext(name)[1].lower()[:16])
+    try:
+        if isinstance(original, Path):
+            os.replace(original, moved)  # one process wins a legacy file; the others find it gone
+        else:
+            atomic_write_bytes(moved, original)
+        if canonical is not None:
+            atomic_write_bytes(tmp / CURVE_FILE, canonical)
+        target = _claim_free_name(folder, name, directory=True)
+        os.replace(tmp, target)  # onto the empty folder just claimed: atomic
+        return target.name
+    except BaseException:
+        if isinstance(original, Path) and moved.exists():
+            os.replace(moved, original)  # never lose a kept file
+        raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _migrate_plain_files(folder: Path) -> None:
+    """Curves kept as plain files (before the canonical form) each get their folder; they are
+    parsed when first loaded."""
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith(".") or path.is_symlink() or not path.is_file():
+            continue
+        try:
+            _keep_curve(folder, safe_filename(path.name), path, None)
+        except FileNotFoundError:
+            continue  # another process moved it first
+
+
+def _uploaded_at(folder: Path) -> float:
+    originals = sorted(folder.glob(ORIGINAL_STEM + "*"))
+    return (originals[0] if originals else folder).stat().st_mtime
+
+
+def curves(user: User) -> list[str]:
+    """The names of the user's measured curves, newest first (unreadable ones included:
+    ``load_curve`` says why)."""
+    folder = upload_dir(user, "curves")
+    _migrate_plain_files(folder)
+    found = []
+    for path in folder.iterdir():
+        try:
+            if _STORED_NAME.fullmatch(path.name) and path.is_dir() and any(path.iterdir()):  # empty: being claimed
+                found.append((_uploaded_at(path), path.name))
+        except OSError:
+            continue  # deleted while listing
+    return [name for _, name in sorted(found, reverse=True)]
+
+
+def _curve_folder(user: User, name: str) -> Path:
+    if not isinstance(name, str) or not _STORED_NAME.fullmatch(name):
+        raise InvalidInput(f"{name!r} is not the name of a stored curve")
+    folder = upload_dir(user, "curves") / name
+    if not folder.is_dir():
+        raise NotFound(f"{user.name} has no measured curve {name!r}")
+    return folder
+
+
+def load_curve(user: User, name: str) -> Curve:
+    """A stored measured curve, from its canonical form (Q and dQ FWHM in Å⁻¹, sorted by Q).
+    A curve kept before the canonical form is parsed once with the upload parser and its
+    canonical form written. CurveError or UploadError (naming the curve) when it cannot be read."""
+    folder = _curve_folder(user, name)
+    try:
+        return parse_canonical((folder / CURVE_FILE).read_bytes(), name)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise CurveError(f"{name}: cannot be read ({exc.strerror})") from None
+    original = original_file(user, name)
+    if original is None:
+        raise CurveError(f"{name}: no curve data is stored")
+    try:
+        data = read_bounded(original, MAX_ORIGINAL_BYTES)
+    except OSError as exc:
+        raise CurveError(f"{name}: cannot be read ({exc.strerror})") from None
+    curve, _ = measured_curve(name, data, original.suffix.lower())
+    atomic_write_bytes(folder / CURVE_FILE, canonical_text(curve).encode())
+    return curve
+
+
+def original_file(user: User, name: str) -> Path | None:
+    """The curve's file as it was uploaded (for download and provenance, never for reading the curve)."""
+    originals = sorted(_curve_folder(user, name).glob(ORIGINAL_STEM + "*"))
+    return originals[0] if originals else None
+
+
+def delete_curve(user: User, name: str) -> None:
+    shutil.rmtree(_curve_folder(user, name))
+
+
+# --- models ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StoredModel:
+    record: dict
+    model_dir: Path | None
+    error: str | None  # why the model cannot be used; None when it can
+
+
+def _model_problem(model_dir: Path | None) -> str | None:
+    if model_dir is None or not model_dir.is_dir():
+        return "its model files are missing"
+    try:
+        ModelMeta.read(model_dir)
+    except (ReflectError, OSError, ValueError) as exc:
+        return str(exc)
+    return None if (model_dir / WEIGHTS).is_file() else f"{WEIGHTS} is missing"
+
+
+def models(user: User) -> list[StoredModel]:
+    """Every record of the user (all, for an admin) that holds a model or should (an uploaded
+    model, a completed training run), each with why it cannot be used, if it cannot."""
+    found = []
+    for record in history.list_records(user):
+        if record["kind"] not in ("training", "import"):
+            continue
+        model_dir = data_dir() / record["files"] / records.MODEL_FOLDER if record.get("files") else None
+        expected = (model_dir is not None and (model_dir / META).is_file()
+                    or (record["kind"] == "import" and model_dir is not None and model_dir.is_dir())
+                    or (record.get("params") or {}).get("source") in MODEL_SOURCES
+                    or (record.get("summary") or {}).get("state") == "completed")
+        if expected:
+            found.append(StoredModel(record, model_dir, _model_problem(model_dir)))
+    return found
+
+
+def model_records(user: User) -> list[tuple[dict, Path]]:
+    """Every record of the user (all, for an admin) with a usable model directory."""
+    return [(m.record, m.model_dir) for m in models(user) if m.error is None]
+
+
+def delete_model(user: User, record_id: str) -> None:
+    """Delete a model's record and its files (a training record: its run too)."""
+    records.delete_record(user, record_id)
 
 
 def _model_record(user: User, name: str, model_dir: Path, source: str) -> dict:
@@ -119,24 +357,25 @@ def _model_record(user: User, name: str, model_dir: Path, source: str) -> dict:
                        {"source": source, "metrics": meta.metrics}, files=relative)
 
 
-def add_model_zip(user: User, filename: str, data: bytes, max_bytes: int) -> dict:
+def add_model_zip(user: User, filename: str, data: bytes, max_bytes: int, limits: Limits | None = None) -> dict:
+    used = check_quota(user, limits, len(data), filename) if limits is not None else 0
     target = upload_dir(user, "models") / secrets.token_hex(6)
     unpack_model_zip(filename, data, target / "model", max_bytes)
-    return _model_record(user, Path(filename).stem[:80], target / "model", "uploaded model")
+    return _keep_model(user, filename, target, used, limits, "uploaded model")
 
 
-def add_pyreflect_model(user: User, filename: str, weights: bytes, stats: dict) -> dict:
+def add_pyreflect_model(user: User, filename: str, weights: bytes, stats: dict, limits: Limits | None = None) -> dict:
+    used = check_quota(user, limits, len(weights), filename) if limits is not None else 0
     target = upload_dir(user, "models") / secrets.token_hex(6)
     import_pyreflect_model(weights, stats, target / "model")
-    return _model_record(user, Path(filename).stem[:80], target / "model", "pyreflect weights")
+    return _keep_model(user, filename, target, used, limits, "pyreflect weights")
 
 
-def model_records(user: User) -> list[tuple[dict, Path]]:
-    """Every record of the user (all, for an admin) with a usable model directory."""
-    found = []
-    for record in history.list_records(user):
-        if record.get("files"):
-            model_dir = data_dir() / record["files"] / "model"
-            if (model_dir / META).is_file():
-                found.append((record, model_dir))
-    return found
+def _keep_model(user: User, filename: str, target: Path, used: int, limits: Limits | None, source: str) -> dict:
+    """The history record of a model just written to ``target``; the folder goes again if it cannot be kept."""
+    try:
+        _recheck_quota(user, limits, used, target, filename)
+        return _model_record(user, Path(filename).stem.strip()[:80] or source, target / "model", source)
+    except BaseException:
+        shutil.rmtree(target, ignore_errors=True)
+        raise

@@ -2,10 +2,13 @@
 
 ``validate_upload`` parses an upload in memory and returns what it holds (``Accepted``), or
 raises ``UploadError`` naming the file and the reason; nothing is written until it passes
-(keeping it is ``store.user_files``'s job). No upload can run code here: .npy arrays are read
-without pickle; pyreflect's pickled stats go through an unpickler that knows only numpy's
-array and number globals; torch weights load with ``weights_only=True`` and must fit the
-declared network; zip members are listed and checked (count, unpacked size, paths, links)
+(keeping it is ``store.user_files``'s job). No upload can run code here, and nothing here
+unpickles: .npy arrays are read without pickle; pyreflect's pickled .npy stats are refused
+(they come as .json or .npz; the command line converts the .npy in a separate, limited
+process, ``pickled_stats``); torch weights load with ``weights_only=True``, must store every
+number they declare, stay within a parameter limit counted from the settings before they are
+read, and fit the declared network; JSON nests at most ``MAX_JSON_DEPTH`` levels; zip members
+are listed and checked (count, unpacked size, paths, links, a file and a folder of one name)
 before any is read.
 
 One module per kind: ``arrays`` (NR/SLD training arrays), ``curves`` (measured curves),

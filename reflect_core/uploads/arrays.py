@@ -2,8 +2,10 @@
 
 Guards against: pickled object arrays (the numbers are read with ``np.frombuffer`` after
 NumPy's header parser, never ``np.load``), non-float or wrongly shaped arrays, files
-shorter than their header promises, NaN or infinite values, curves or profiles on
-different grids, and wrong units (Q in nm⁻¹, log10 R, R in % or counts, SLD in Å⁻²).
+shorter than their header promises or with bytes after the array, NaN or infinite values,
+curves or profiles on different grids, Q grids with repeated or decreasing values, and wrong
+units (Q in nm⁻¹, log10 R, R in % or counts, SLD in Å⁻²; the R checks are the measured
+curves', except that synthetic R is never negative).
 """
 
 from __future__ import annotations
@@ -12,9 +14,9 @@ import math
 
 import numpy as np
 
+from reflect_core.formats.arrays import check_q_grid
 from reflect_core.uploads.common import check_q_units, check_sld_units, error, npy_header
-
-R_MAX_PLAUSIBLE = 2.0  # R is 1 at total reflection; far above means % or counts
+from reflect_core.uploads.curves import r_units_problem
 
 
 def _pyreflect_array(filename: str, data: bytes, what: str, rows: str) -> np.ndarray:
@@ -31,6 +33,9 @@ def _pyreflect_array(filename: str, data: bytes, what: str, rows: str) -> np.nda
     if len(data) - offset < count * dtype.itemsize:
         raise error(filename, f"is truncated: its header promises {count * dtype.itemsize:,} bytes of numbers, "
                               f"only {len(data) - offset:,} follow")
+    if len(data) - offset > count * dtype.itemsize:
+        raise error(filename, f"has {len(data) - offset - count * dtype.itemsize:,} bytes after the "
+                              f"{count * dtype.itemsize:,} bytes of numbers its header promises; refused")
     flat = np.frombuffer(data, dtype=dtype, count=count, offset=offset)
     array = flat.reshape(shape, order="F" if fortran else "C").copy()
     if not np.all(np.isfinite(array)):
@@ -50,12 +55,11 @@ def nr_curves(filename: str, data: bytes) -> tuple[np.ndarray, str]:
     if np.any(q <= 0):
         raise error(filename, f"Q must be > 0 Å⁻¹; {int(np.sum(q <= 0)):,} values are ≤ 0")
     _check_one_grid(filename, q, "Q", "curves")
+    if problem := check_q_grid(q[0]):
+        raise error(filename, problem)
     check_q_units(filename, q[0])
-    if np.any(r < 0):
-        raise error(filename, "R has negative values; expected linear reflectivity (not log10 R)")
-    if r.max() > R_MAX_PLAUSIBLE:
-        raise error(filename, f"R goes up to {r.max():.4g}; expected reflectivity as a fraction (1 at total "
-                              f"reflection), not % or counts")
+    if problem := r_units_problem(r, negatives_allowed=False):
+        raise error(filename, problem)
     return nr, f"{len(nr):,} NR curves on {q.shape[1]} Q points, {q[0].min():.4g}–{q[0].max():.4g} Å⁻¹"
 
 

@@ -1,16 +1,20 @@
 """What every kind of upload shares: the refusal (``UploadError``), the role table, the
-size, emptiness and extension checks, units that give away a wrong scale, NumPy's .npy
-header read without loading anything, and zip archives read only after their listing
-passes.
+size, emptiness and extension checks, units that give away a wrong scale, JSON parsed with a
+bound on its nesting, NumPy's .npy header read without loading anything, and zip archives
+read only after their listing passes.
 
-Guards against: oversized or empty files, wrong file types, .npy headers that claim
-huge sizes or hide pickles, and zip bombs, path traversal ('..', absolute paths),
-symbolic links, encrypted or duplicated members, and members that lie about their size.
+Guards against: oversized or empty files, wrong file types, JSON nested deep enough to
+exhaust the parser or whoever walks it later, integers too long for Python to convert,
+.npy headers that claim huge sizes or hide pickles, and zip bombs, path traversal ('..',
+absolute paths, empty or '.' components), symbolic links, encrypted or duplicated members,
+a file and a folder of one name, and members that lie about their size. Refusals name the
+file as the user called it, never a path on the server.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import shutil
@@ -34,11 +38,21 @@ ROLES = {  # role → (what it is, in words; accepted extensions)
     "film": ("a film", (".json",)),
     "model": ("a model", (".zip",)),
     "pyreflect_weights": ("a pyreflect weights file", (".pth", ".pt")),
-    "pyreflect_stats": ("a pyreflect normalisation-stats file", (".npy", ".json")),
+    "pyreflect_stats": ("a pyreflect normalisation-stats file", (".json", ".npz")),
+}
+STATS_KEYS = "nr_x_min, nr_x_max, nr_y_min, nr_y_max, sld_x_min, …, sld_y_max"
+REFUSED_EXTENSIONS = {  # (role, extension) → why, and what to do instead
+    ("pyreflect_stats", ".npy"): (
+        "pyreflect saves its stats as a pickled .npy, and this server never loads a pickle (unpickling can run "
+        "code or crash it). Upload them as .json ({\"nr\": {\"x\": {\"min\", \"max\"}, \"y\": {…}}, \"sld\": {…}}) "
+        f"or .npz (numbers named {STATS_KEYS}), or import the model on the server with "
+        "`python -m reflect_core import-pyreflect WEIGHTS.pth STATS.npy --user NAME`, which reads the .npy in an "
+        "isolated process"),
 }
 
 MAX_ZIP_MEMBERS = 1000
 MAX_NPY_HEADER = 10_000  # numpy's own limit for headers it parses safely
+MAX_JSON_DEPTH = 64  # nesting of any uploaded JSON; what this app writes nests under 10 levels
 Q_MAX_PLAUSIBLE = 1.0  # Å⁻¹: NR hardly ever goes past 0.5 Å⁻¹; the same grid in nm⁻¹ is 10× larger
 SLD_SI_MAX = 1e-3  # every |SLD| below this (not all zero) means Å⁻², not 10⁻⁶ Å⁻²
 
@@ -77,6 +91,8 @@ def check_basics(filename: str, data: bytes, role: str, max_bytes: int) -> str:
     if not data:
         raise error(filename, "the file is empty")
     suffix = PurePosixPath(filename).suffix.lower()
+    if (role, suffix) in REFUSED_EXTENSIONS:
+        raise error(filename, REFUSED_EXTENSIONS[role, suffix])
     if suffix not in extensions:
         allowed = extensions[0] if len(extensions) == 1 else f"{', '.join(extensions[:-1])} or {extensions[-1]}"
         raise error(filename, f"{label} must be a {allowed} file, not {suffix or 'a file without an extension'}")
@@ -98,6 +114,36 @@ def check_sld_units(filename: str, sld: np.ndarray) -> None:
     if 0 < top < SLD_SI_MAX:
         raise error(filename, f"SLD looks like it is in Å⁻², expected 10⁻⁶ Å⁻² units (the largest |SLD| is "
                               f"{top:.3g}; silicon is 2.07)")
+
+
+# --- JSON ----------------------------------------------------------------------------------------------------------
+
+
+def json_depth(value) -> int:
+    """How deeply lists and dicts nest in ``value`` (a number or string is 0), without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is not None:
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def load_json(filename: str, data: bytes | str, what: str = "the file", max_depth: int = MAX_JSON_DEPTH):
+    """Parsed JSON, or UploadError: not JSON, nested over ``max_depth`` levels (a RecursionError
+    in the parser is the same refusal), or an integer past Python's digit limit."""
+    try:
+        value = json.loads(data)
+    except RecursionError:
+        value = None
+    except (UnicodeDecodeError, ValueError) as exc:  # ValueError: also an integer of over 4300 digits
+        raise error(filename, f"{what} is not valid JSON ({' '.join(str(exc).split())[:160]})") from None
+    else:
+        if json_depth(value) <= max_depth:
+            return value
+    raise error(filename, f"{what} is JSON nested too deeply (more than {max_depth} levels); refused")
 
 
 # --- .npy headers, never unpickled ---------------------------------------------------------------------------------
@@ -135,8 +181,11 @@ def _unsafe_member(info: zipfile.ZipInfo) -> str | None:
     name = info.filename
     if name.startswith(("/", "\\")) or re.match(r"[A-Za-z]:", name):
         return "has an absolute path"
-    if ".." in re.split(r"[\\/]", name):
+    parts = re.split(r"[\\/]", name.rstrip("/\\"))
+    if ".." in parts:
         return "has a '..' path component"
+    if "" in parts or "." in parts:
+        return "has an empty or '.' path component"
     if stat.S_ISLNK(info.external_attr >> 16):
         return "is a symbolic link"
     if info.flag_bits & 0x1:
@@ -155,6 +204,12 @@ def check_zip_listing(filename: str, infos: list, max_bytes: int, max_members: i
     names = [info.filename for info in infos]
     if len(set(names)) != len(names):
         raise error(filename, f"{what} holds two members with the same name")
+    files = {info.filename.replace("\\", "/") for info in infos if not info.is_dir()}
+    folders = {str(parent) for name in files | {n.replace("\\", "/").rstrip("/") for n in names}
+               for parent in PurePosixPath(name).parents}
+    clash = sorted(files & folders)
+    if clash:
+        raise error(filename, f"{what} member {clash[0]!r} is both a file and a folder; refused")
     unpacked = sum(info.file_size for info in infos)
     if unpacked > max_bytes:
         raise error(filename, f"{what} unpacks to {unpacked:,} bytes, over the {max_bytes:,}-byte limit "
@@ -190,15 +245,28 @@ def safe_zip_members(filename: str, data: bytes, max_bytes: int) -> dict[str, by
 # --- a model directory, whole or not at all ------------------------------------------------------------------------
 
 
+class AlreadyExists(UploadError, FileExistsError):
+    """The target of an upload exists already (uploads never overwrite); the message shows no path."""
+
+
 @contextmanager
 def new_directory(out_dir: Path):
-    """A temporary folder beside ``out_dir`` that becomes ``out_dir`` only if the block succeeds."""
+    """A temporary folder beside ``out_dir`` that becomes ``out_dir`` only if the block succeeds;
+    if it fails, nothing is left, not even the parent folders it had to create."""
+    out_dir = Path(out_dir)
     if out_dir.exists():
-        raise FileExistsError(f"{out_dir} already exists; uploads never overwrite")
+        raise AlreadyExists(f"{out_dir.name} already exists; uploads never overwrite")
+    created = [parent for parent in [out_dir.parent, *out_dir.parent.parents] if not parent.exists()]
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
     try:
         yield tmp
         os.replace(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)  # gone already after a successful replace
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        for folder in created:  # deepest first; only if still empty (another upload may have used one)
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        raise

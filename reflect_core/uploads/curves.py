@@ -3,8 +3,13 @@
 Guards against: files that are not UTF-8 text, ORSO headers read any way but
 ``yaml.safe_load`` (through orsopy), several data sets in one file, columns other than
 Qz and R first, unknown Q units, NaN or infinite values, Q ≤ 0, negative resolutions,
-curves with fewer than 2 points or no R, and Q in nm⁻¹; ORSO's 1-sigma resolutions are
-turned into the FWHM the rest of the app uses.
+curves with fewer than 2 points or no R, Q in nm⁻¹, and R in %, counts or log10 R.
+
+The ``Curve`` returned is the one the app keeps (``store.user_files`` writes it in the
+canonical form and never re-reads the upload): Q in Å⁻¹, dQ as FWHM in Å⁻¹, dR as 1σ.
+ORSO's Qz in 1/nm is converted, its extra columns are ignored, and its 1-sigma
+resolutions are turned into FWHM. Repeated Q values are kept: reduced data from
+overlapping angle segments has them.
 """
 
 from __future__ import annotations
@@ -19,6 +24,31 @@ from reflect_core.uploads.common import UploadError, check_q_units, error, short
 
 FWHM_PER_SIGMA = 2 * math.sqrt(2 * math.log(2))
 ORSO_Q_UNITS = {"1/angstrom": 1.0, "1/nm": 0.1}  # factor to Å⁻¹
+R_MAX_PLAUSIBLE = 2.0  # R is 1 at total reflection; far above means % or counts
+R_PERCENT_MAX = 150.0  # up to about 100 (plus noise) looks like %, beyond that like counts
+LOG_R_MIN = -20.0  # log10 R of real data lies between about -10 and 0; ln R down to about -25
+
+
+def r_units_problem(r: np.ndarray, negatives_allowed: bool) -> str | None:
+    """Why R does not look like a linear reflectivity (a fraction, 1 at total reflection), or None.
+
+    Measured R may dip a little below 0 where a background was subtracted
+    (``negatives_allowed``), but not at most points; synthetic R never does."""
+    r = np.asarray(r, dtype=float)
+    negative = int(np.sum(r < 0))
+    if negative and (not negatives_allowed or negative > r.size / 2 or not np.any(r > 0)):
+        looks = ("it looks like log10 R" if np.min(r) >= LOG_R_MIN and np.max(r) <= 0.5
+                 else "linear R is not negative at most points")
+        return (f"R is negative at {negative:,} of {r.size:,} points (from {np.min(r):.4g} to {np.max(r):.4g}): "
+                f"{looks}; expected linear reflectivity (not log10 R)")
+    if not np.any(r > 0):
+        return "R has no positive value; expected linear reflectivity"
+    top = float(np.max(r))
+    if top > R_MAX_PLAUSIBLE:
+        looks = "R in %" if top <= R_PERCENT_MAX else "counts"
+        return (f"R goes up to {top:.4g}, which looks like {looks}; expected reflectivity as a fraction "
+                f"(1 at total reflection), not % or counts")
+    return None
 
 
 def measured_curve(filename: str, data: bytes, suffix: str) -> tuple[Curve, str]:
@@ -33,6 +63,8 @@ def measured_curve(filename: str, data: bytes, suffix: str) -> tuple[Curve, str]
     if curve.q.size < 2:
         raise error(filename, f"has {curve.q.size} data point; a curve needs at least 2")
     check_q_units(filename, curve.q)
+    if problem := r_units_problem(curve.r, negatives_allowed=True):
+        raise error(filename, problem)
     extras = [name for name, column in (("dR", curve.dr), ("dQ", curve.dq)) if column is not None]
     return curve.sorted(), (f"measured curve: {curve.q.size} points, Q {curve.q.min():.4g}–{curve.q.max():.4g} Å⁻¹"
                             + (f", with {' and '.join(extras)}" if extras else ""))
@@ -46,7 +78,8 @@ def _text_curve(filename: str, text: str) -> Curve:
 
 
 def _orso_curve(filename: str, text: str) -> Curve:
-    """The first four ORSO columns (Qz, R, sR, sQz), with Qz in Å⁻¹ and sQz as FWHM."""
+    """Qz, R and, found by name, sR and sQz (any further columns are ignored), with Qz in Å⁻¹,
+    sQz as FWHM and sR as 1σ."""
     try:
         from orsopy.fileio import orso
     except ImportError:
@@ -60,21 +93,25 @@ def _orso_curve(filename: str, text: str) -> Curve:
     columns, table = datasets[0].info.columns, np.asarray(datasets[0].data, dtype=float)
     if table.ndim != 2 or table.shape[0] == 0 or table.shape[1] < 2 or len(columns) < 2:
         raise error(filename, "has no data rows with Qz and R")
-    if (columns[0].name, columns[1].name) != ("Qz", "R"):
-        raise error(filename, f"its first columns must be Qz and R (ORSO standard), got "
-                              f"{columns[0].name} and {columns[1].name}")
+    names = [getattr(column, "name", None) for column in columns[:table.shape[1]]]
+    if names[:2] != ["Qz", "R"]:
+        raise error(filename, f"its first columns must be Qz and R (ORSO standard), got {names[0]} and {names[1]}")
     unit = getattr(columns[0], "unit", None)
     if unit not in ORSO_Q_UNITS:
         raise error(filename, f"its Qz column is in {unit!r}; expected one of {', '.join(ORSO_Q_UNITS)}")
-    table = table[:, :min(4, table.shape[1], len(columns))]
-    if not np.all(np.isfinite(table)):
+    used = {name: k for k, name in reversed(list(enumerate(names))) if name in ("Qz", "R", "sR", "sQz")}
+    if not np.all(np.isfinite(table[:, list(used.values())])):
         raise error(filename, "contains NaN or infinite values")
     q = table[:, 0] * ORSO_Q_UNITS[unit]
     if np.any(q <= 0):
         raise error(filename, f"Qz must be > 0; {int(np.sum(q <= 0))} rows have Qz ≤ 0")
-    dr = table[:, 2] if table.shape[1] > 2 else None
-    dq = _orso_fwhm(filename, columns[3], table[:, 3] * ORSO_Q_UNITS[unit]) if table.shape[1] > 3 else None
-    return Curve(q=q, r=table[:, 1], dr=dr, dq=dq)
+    dr = dq = None
+    if "sR" in used:
+        column = columns[used["sR"]]
+        dr = table[:, used["sR"]] / (FWHM_PER_SIGMA if getattr(column, "value_is", None) == "FWHM" else 1.0)
+    if "sQz" in used:
+        dq = _orso_fwhm(filename, columns[used["sQz"]], table[:, used["sQz"]] * ORSO_Q_UNITS[unit])
+    return Curve(q=q, r=table[:, 1].copy(), dr=dr, dq=dq)
 
 
 def _orso_fwhm(filename: str, column, values: np.ndarray) -> np.ndarray:

@@ -1,22 +1,25 @@
-"""pyreflect's CNN weights (.pth/.pt) and normalisation stats (.npy/.json), and importing
+"""pyreflect's CNN weights (.pth/.pt) and normalisation stats (.json/.npz), and importing
 them as a model directory in our format.
 
-Guards against: weights that run code or do not fit pyreflect's CNN (see ``weights``),
-checking weights without pyreflect installed, stats pickles that ask for anything but
-numpy's array, dtype and number globals (a restricted unpickler; never ``np.load`` with
-``allow_pickle``), stats that are not finite numbers in pyreflect's
-``{"nr": {"x", "y"}, "sld": {"x", "y"}}`` layout or have empty ranges or wrong units,
-and import grids of the wrong size or order. An import appears whole or not at all.
+Guards against: weights that run code, claim more numbers than they store or do not fit
+pyreflect's CNN (see ``weights``), checking weights without pyreflect installed, and pickles:
+nothing here unpickles. pyreflect saves its stats as a pickled .npy, and no allow-list makes a
+pickle safe (numpy's own classes run C code with the file's values: a 264-byte file crashed
+the server), so uploads take stats as .json or .npz (``np.load(allow_pickle=False)``, after
+the zip checks) and refuse .npy with the way to convert it; only the command line reads
+pyreflect's .npy, in a separate, resource-limited process (``pickled_stats``). Also refused:
+stats that are not finite numbers in pyreflect's ``{"nr": {"x", "y"}, "sld": {"x", "y"}}``
+layout, have empty ranges or wrong units, JSON nested too deeply, and import grids of the
+wrong size or order. An import appears whole or not at all.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import io
-import json
 import math
-import pickle
 import re
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -27,11 +30,22 @@ from reflect_core.ml.models import parameter_count
 from reflect_core.ml.preprocess import R_FLOOR, Normalizer
 from reflect_core.ml.settings import ModelError, settings_from_dict
 from reflect_core.physics.simulate import PYREFLECT_DQ, PYREFLECT_NQ, PYREFLECT_QMAX, PYREFLECT_QMIN
-from reflect_core.uploads.common import check_q_units, check_sld_units, error, new_directory, npy_header, short
-from reflect_core.uploads.weights import fit_weights, load_state_dict
+from reflect_core.uploads.common import (
+    STATS_KEYS,
+    UploadError,
+    check_q_units,
+    check_sld_units,
+    check_zip_listing,
+    error,
+    load_json,
+    new_directory,
+    short,
+)
+from reflect_core.uploads.weights import MAX_PARAMETERS, fit_weights, load_state_dict
 
 PYREFLECT_Q = np.geomspace(PYREFLECT_QMIN, PYREFLECT_QMAX, PYREFLECT_NQ)  # pyreflect's ReflectivityModel.q
 PYREFLECT_Z_POINTS = 900
+PYREFLECT_MAX_VALUES = MAX_PARAMETERS["pyreflect_cnn"] * 101 // 100  # its parameters and BatchNorm's statistics
 
 
 def pyreflect_available() -> bool:
@@ -70,7 +84,7 @@ def _fit_pyreflect(filename: str, state: dict, layers: int | None, dropout: floa
 def pyreflect_weights(filename: str, data: bytes, max_bytes: int) -> tuple[dict, str]:
     """pyreflect CNN weights: ({layers, parameters}, description)."""
     _require_pyreflect(filename)
-    state = load_state_dict(filename, "the weights file", data, max_bytes)
+    state = load_state_dict(filename, "the weights file", data, max_bytes, PYREFLECT_MAX_VALUES)
     model, settings = _fit_pyreflect(filename, state, None, 0.5)
     summary = {"layers": settings.layers, "parameters": parameter_count(model)}
     return summary, (f"pyreflect CNN weights: {settings.layers} convolution blocks, {summary['parameters']:,} "
@@ -80,76 +94,40 @@ def pyreflect_weights(filename: str, data: bytes, max_bytes: int) -> tuple[dict,
 # --- normalisation stats -------------------------------------------------------------------------------------------
 
 
-class _Refused(pickle.UnpicklingError):
-    """A pickle asked for something outside the stats allowlist."""
+STATS_PARTS, STATS_AXES, STATS_BOUNDS = ("nr", "sld"), ("x", "y"), ("min", "max")
+MAX_STATS_BYTES = 1_000_000  # eight numbers; anything near this is not stats
 
 
-_NDARRAY_STANDIN = object()  # numpy.ndarray as a pickle names it; not callable, so no pickle builds arrays itself
-_PICKLE_DTYPES = {"O8", "O4", "f2", "f4", "f8", "i4", "i8"}
-
-
-def _reconstruct(subtype, shape, typecode):
-    """numpy's ``_reconstruct(ndarray, (0,), b'b')``: the empty array a pickle then fills."""
-    if subtype is not _NDARRAY_STANDIN or tuple(shape) != (0,) or typecode != b"b":
-        raise _Refused("numpy _reconstruct with unusual arguments")
-    return np.empty(0, dtype=np.int8)
-
-
-def _dtype(spec, _align=False, _copy=True):  # the arguments numpy's pickles pass
-    if spec not in _PICKLE_DTYPES:
-        raise _Refused(f"numpy.dtype({str(spec)[:40]!r})")
-    return np.dtype(spec, False, True)  # a copy: the pickle's state then changes it, never numpy's shared one
-
-
-def _scalar(dtype, raw):
-    if not isinstance(dtype, np.dtype) or dtype.kind not in "fi" or not isinstance(raw, bytes) \
-            or len(raw) != dtype.itemsize:
-        raise _Refused("a numpy scalar that is not a plain number")
-    return np.frombuffer(raw, dtype=dtype)[0]
-
-
-_STATS_GLOBALS = {
-    ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
-    ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
-    ("numpy", "ndarray"): _NDARRAY_STANDIN,
-    ("numpy", "dtype"): _dtype,
-    ("numpy.core.multiarray", "scalar"): _scalar,
-    ("numpy._core.multiarray", "scalar"): _scalar,
-}
-
-
-class _StatsUnpickler(pickle.Unpickler):
-    """Rebuilds a 0-d object array holding a dict of numbers, and nothing else."""
-
-    def find_class(self, module, name):
-        try:
-            return _STATS_GLOBALS[(module, name)]
-        except KeyError:
-            raise _Refused(f"{module}.{name}") from None
-
-
-def _stats_from_npy(filename: str, data: bytes):
-    shape, _, dtype, offset = npy_header(filename, data)
-    if not dtype.hasobject or shape != ():
-        raise error(filename, f"not pyreflect normalisation stats: it holds a {dtype} array of shape {shape}, "
-                              f"not a pickled dict")
+def _stats_from_npz(filename: str, data: bytes) -> dict:
+    """Eight numbers named ``nr_x_min`` … ``sld_y_max`` in an .npz, read without pickles."""
     try:
-        array = _StatsUnpickler(io.BytesIO(data[offset:])).load()
-    except _Refused as exc:
-        raise error(filename, f"refused: its pickle asks to load {exc}, and only numbers, dicts and numpy's "
-                              f"array and number types are allowed") from None
-    except Exception as exc:  # noqa: BLE001 - a damaged pickle fails in many ways; each means unreadable
-        raise error(filename, f"its pickled stats are unreadable ({short(exc)})") from None
-    if not isinstance(array, np.ndarray) or array.dtype != object or array.shape != ():
-        raise error(filename, "not pyreflect normalisation stats: the pickle does not hold one object")
-    return array.item()
-
-
-def _stats_from_json(filename: str, data: bytes):
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        raise error(filename, "not a readable .npz file (np.savez writes a zip archive)") from None
+    with archive:  # np.load inflates members: the same bomb checks as any zip first
+        check_zip_listing(filename, archive.infolist(), MAX_STATS_BYTES, 64, "the .npz")
+    stats = {part: {axis: {} for axis in STATS_AXES} for part in STATS_PARTS}
     try:
-        return json.loads(data)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise error(filename, f"not valid JSON ({exc})") from None
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            for part in STATS_PARTS:
+                for axis in STATS_AXES:
+                    for bound in STATS_BOUNDS:
+                        key = f"{part}_{axis}_{bound}"
+                        if key not in npz.files:
+                            raise error(filename, f"not pyreflect normalisation stats: no {key!r} (an .npz needs "
+                                                  f"the numbers {STATS_KEYS})")
+                        value = npz[key]
+                        if value.dtype.kind not in "fiu" or value.size != 1:
+                            raise error(filename, f"{key} must be one number, got a {value.dtype} array of shape "
+                                                  f"{value.shape}")
+                        stats[part][axis][bound] = value.reshape(()).item()
+    except ValueError as exc:  # an object array (allow_pickle=False refuses it), a damaged member
+        if isinstance(exc, UploadError):
+            raise
+        raise error(filename, f"its .npz holds something other than plain numbers ({short(exc)})") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise error(filename, f"its .npz is damaged ({short(exc)})") from None
+    return stats
 
 
 def _stats_number(filename: str, raw, path: str) -> float:
@@ -159,10 +137,16 @@ def _stats_number(filename: str, raw, path: str) -> float:
             raise error(filename, f"not pyreflect normalisation stats: no {path!r} (expected {{'nr': {{'x': "
                                   f"{{'min', 'max'}}, 'y': {{…}}}}, 'sld': {{…}}}})")
         value = value[key]
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)) \
-            or not math.isfinite(value):
-        raise error(filename, f"{path} must be a finite number, got {str(value)[:60]!r}")
-    return float(value)
+    number = math.nan
+    if not isinstance(value, (bool, np.bool_)) and isinstance(value, (int, float, np.integer, np.floating)):
+        try:
+            number = float(value)
+        except OverflowError:  # an integer beyond any float
+            pass
+    if not math.isfinite(number):
+        shown = f"{type(value).__name__} {str(value)[:60]!r}" if not isinstance(value, int) else "a huge integer"
+        raise error(filename, f"{path} must be a finite number, got {shown}")
+    return number
 
 
 def check_pyreflect_stats(filename: str, raw) -> dict:
@@ -181,8 +165,11 @@ def check_pyreflect_stats(filename: str, raw) -> dict:
 
 
 def pyreflect_stats(filename: str, data: bytes, suffix: str) -> tuple[dict, str]:
-    """pyreflect normalisation stats (.npy pickle or .json): (stats, description)."""
-    raw = _stats_from_npy(filename, data) if suffix == ".npy" else _stats_from_json(filename, data)
+    """pyreflect normalisation stats (.json or .npz; a pickled .npy is refused by ``check_basics``
+    before this): (stats, description)."""
+    if len(data) > MAX_STATS_BYTES:
+        raise error(filename, f"{len(data):,} bytes is over the {MAX_STATS_BYTES:,}-byte limit for stats")
+    raw = _stats_from_npz(filename, data) if suffix == ".npz" else load_json(filename, data)
     stats = check_pyreflect_stats(filename, raw)
     span = lambda part, axis: f"{stats[part][axis]['min']:.4g}–{stats[part][axis]['max']:.4g}"  # noqa: E731
     return stats, (f"pyreflect normalisation stats: Q {span('nr', 'x')} Å⁻¹, log10 R {span('nr', 'y')}, "
@@ -210,7 +197,7 @@ def import_pyreflect_model(weights_bytes: bytes, stats: dict, out_dir, q=None, z
     """
     _require_pyreflect(filename)
     stats = check_pyreflect_stats("normalisation stats", stats)
-    state = load_state_dict(filename, "the weights file", weights_bytes, max_bytes)
+    state = load_state_dict(filename, "the weights file", weights_bytes, max_bytes, PYREFLECT_MAX_VALUES)
     model, settings = _fit_pyreflect(filename, state, layers, dropout)
     z_span = np.linspace(stats["sld"]["x"]["min"], stats["sld"]["x"]["max"], PYREFLECT_Z_POINTS)
     q = _import_grid(filename, q, PYREFLECT_Q, PYREFLECT_Q.size, "Q")

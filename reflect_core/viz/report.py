@@ -8,17 +8,22 @@ import numpy as np
 import plotly.graph_objects as go
 
 from reflect_core.analysis.measured import load_saved
+from reflect_core.base.errors import InvalidInput, ReflectError
 from reflect_core.base.storage import data_dir
 from reflect_core.data.generate import NR_FILE, SLD_FILE
 from reflect_core.formats.curves import q_grid
+from reflect_core.jobs.runfiles import load_state
 from reflect_core.ml.meta import ModelLoadError, ModelMeta
 from reflect_core.ml.predict import predict
 from reflect_core.physics.film import film_from_dict
 from reflect_core.physics.simulate import (
+    PYREFLECT_DQ,
     PYREFLECT_NQ,
     PYREFLECT_QMAX,
     PYREFLECT_QMIN,
     CurveSettings,
+    check_curve_request,
+    check_q_range,
     film_profile,
     film_reflectivity,
 )
@@ -27,10 +32,18 @@ from reflect_core.viz.figures import loss_figure, profile_comparison_figure, ref
 
 
 def film_figures(params: dict) -> dict[str, go.Figure]:
+    """A saved (or imported) film's curve and profile, within the explorer's bounds: a record's
+    parameters are a file a user can bring."""
     film = film_from_dict(params.get("film", params))
-    q = q_grid(params.get("qmin", PYREFLECT_QMIN), params.get("qmax", PYREFLECT_QMAX), params.get("nq", PYREFLECT_NQ),
-               params.get("spacing", "log"))
-    r = film_reflectivity(film, q, CurveSettings(dq=params.get("dq", CurveSettings().dq)))
+    try:
+        qmin, qmax = float(params.get("qmin", PYREFLECT_QMIN)), float(params.get("qmax", PYREFLECT_QMAX))
+        nq, settings = int(params.get("nq", PYREFLECT_NQ)), CurveSettings(dq=float(params.get("dq", PYREFLECT_DQ)))
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise InvalidInput(f"the film record's Q grid or resolution is not usable: {exc}") from None
+    check_q_range(qmin, qmax, nq)
+    q = q_grid(qmin, qmax, nq, params.get("spacing", "log"))
+    check_curve_request(film, q, settings)
+    r = film_reflectivity(film, q, settings)
     z, sld, isld = film_profile(film)
     return {"reflectivity": reflectivity_figure([(film.name or "film", q, r)]), "sld_profile": sld_figure(z, sld, isld)}
 
@@ -83,13 +96,52 @@ def overlay_losses(runs: list[tuple[str, dict]]) -> go.Figure:
     return fig
 
 
+def _owner_of_run(run_folder: Path) -> str | None:
+    try:
+        state = load_state(run_folder)
+    except ReflectError:
+        return None
+    return None if state is None else state["owner"]
+
+
+def _allowed_folder(named, owner) -> Path | None:
+    """``named`` resolved, when it lies inside a run of ``owner`` or inside ``owner``'s uploads."""
+    if not isinstance(named, str) or not named or not isinstance(owner, str) or not owner:
+        return None
+    root = data_dir().resolve()
+    try:
+        folder = (root / named).resolve()
+    except (OSError, ValueError, RuntimeError):
+        return None
+    runs, uploads = root / "runs", (root / "uploads" / owner).resolve()
+    if folder.is_relative_to(uploads) and folder != uploads and uploads.parent == root / "uploads":
+        return folder
+    if folder.is_relative_to(runs) and folder != runs and _owner_of_run(runs / folder.relative_to(runs).parts[0]) \
+            == owner:
+        return folder
+    return None
+
+
+def _data_folder(named: str | None, record: dict) -> Path:
+    """Where a model's training arrays are: the folder its model.json names when that resolves
+    inside a run of the record's owner (under the data directory's runs/) or inside the owner's
+    own uploads (a model.json is a file a user can bring), otherwise the record's own ``data/``."""
+    folder = _allowed_folder(named, record.get("owner"))
+    if folder is not None:
+        return folder
+    files = record_dir(record)
+    if files is None:
+        raise ModelLoadError(f"record {record.get('name')!r} has no files, so no test curves")
+    return files / "data"
+
+
 def shared_test_curves(trained: list[dict]) -> dict | None:
     """The test set common to several training records (same data and split), or None if they differ."""
     metas = [model_meta(r) for r in trained]
     first = metas[0]
     if any(m.dataset != first.dataset or m.test_index != first.test_index for m in metas[1:]):
         return None
-    data = data_dir() / first.data_folder if first.data_folder else record_dir(trained[0]) / "data"
+    data = _data_folder(first.data_folder, trained[0])
     index = np.asarray(first.test_index)
     return {"index": index, "z": first.z,
             "nr": np.load(data / NR_FILE, mmap_mode="r")[index], "sld": np.load(data / SLD_FILE, mmap_mode="r")[index]}
