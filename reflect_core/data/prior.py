@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from reflect_core.physics.film import LAYER_FIELDS, Film, film_from_dict
 from reflect_core.base.errors import InvalidInput
+from reflect_core.physics.film import LAYER_FIELDS, Film, film_from_dict
 
 SAMPLERS = ("latin_hypercube", "uniform")
 
