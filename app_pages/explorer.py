@@ -7,7 +7,7 @@ import streamlit as st
 
 from reflect_core.accounts.limits import LimitError, check_film
 from reflect_core.formats.curves import csv_text, q_grid
-from reflect_core.physics.film import FilmError, film_from_json, roughness_warnings
+from reflect_core.physics.film import FilmError, roughness_warnings
 from reflect_core.physics.presets import PRESETS
 from reflect_core.physics.simulate import (
     MAX_BACKGROUND,
@@ -26,6 +26,7 @@ from reflect_core.physics.simulate import (
     graded_reflectivity,
 )
 from reflect_core.store import history
+from reflect_core.uploads import UploadError, validate_upload
 from reflect_core.viz.figures import reflectivity_figure, sld_figure
 from ui import film_editor
 from ui.session import current_limits, current_user
@@ -77,11 +78,13 @@ with st.expander("Presets and film upload", expanded=False):
         if upload is not None and st.session_state.get("explorer_upload_id") != upload.file_id:
             st.session_state["explorer_upload_id"] = upload.file_id
             try:
-                uploaded = film_from_json(upload.getvalue())
+                uploaded = validate_upload(upload.name, upload.getvalue(), "film", limits.upload_bytes).content
                 check_film(uploaded, limits)  # the profile's layer limit, as for typed films
                 film_editor.load_film(uploaded)
                 st.rerun()
-            except (FilmError, LimitError) as exc:
+            except UploadError as exc:  # names the file itself
+                st.session_state["explorer_upload_error"] = str(exc)
+            except LimitError as exc:
                 st.session_state["explorer_upload_error"] = f"{upload.name}: {exc}"
         if st.session_state.get("explorer_upload_error"):
             st.error(st.session_state["explorer_upload_error"] + " Your current film is unchanged.")

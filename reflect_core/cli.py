@@ -19,12 +19,13 @@ from reflect_core.base.storage import read_bounded
 from reflect_core.data.generate import NR_FILE, SLD_FILE, dataset_from_dict, generate
 from reflect_core.formats.arrays import load_npy, load_training_arrays
 from reflect_core.formats.curves import csv_text, q_grid, read_curve
+from reflect_core.formats.films import load_film
 from reflect_core.ml.meta import ModelMeta
 from reflect_core.ml.pipeline import train_on_arrays
 from reflect_core.ml.predict import predict
 from reflect_core.ml.spec import TrainSpec
 from reflect_core.ml.training import CHECKPOINT
-from reflect_core.physics.film import FilmError, load_film
+from reflect_core.physics.film import FilmError
 from reflect_core.physics.profile import DEFAULT_PROFILE_POINTS
 from reflect_core.physics.simulate import (
     PYREFLECT_DQ,

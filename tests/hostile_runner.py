@@ -20,7 +20,7 @@ import hostile_corpus as corpus
 
 WALL_LIMIT_S = 60.0
 RSS_KILL_MB = 3000.0
-MAX_BYTES = 200_000_000  # the local profile's upload limit: the widest door
+# A shared deployment's profile: the one an attacker meets. Its upload limit is the door's width.
 
 
 @dataclass(frozen=True)
@@ -42,27 +42,36 @@ def _rss_kb(field: str, pid: str = "self") -> int:
 
 def keep(case: corpus.Case, user) -> None:
     """Check and keep the file exactly as its page does; ``ReflectError`` when refused."""
+    from reflect_core.accounts.limits import SHARED, LimitError, check_film
     from reflect_core.store import importer, user_files
     from reflect_core.uploads import validate_upload
+
+    max_bytes = SHARED.upload_bytes
 
     if case.route in ("nr", "sld"):
         partner_role = "sld" if case.route == "nr" else "nr"
         partner = corpus.npy(corpus.profiles() if case.route == "nr" else corpus.curves())
-        accepted = validate_upload(case.name, case.data, case.route, MAX_BYTES)
-        other = validate_upload("partner.npy", partner, partner_role, MAX_BYTES)
+        accepted = validate_upload(case.name, case.data, case.route, max_bytes)
+        other = validate_upload("partner.npy", partner, partner_role, max_bytes)
         pair = {case.route: (case.name, case.data, accepted.content.shape),
                 partner_role: ("partner.npy", partner, other.content.shape)}
-        user_files.save_array_pair(user, pair["nr"], pair["sld"])
+        user_files.save_array_pair(user, pair["nr"], pair["sld"], limits=SHARED)
     elif case.route == "curve":
-        validate_upload(case.name, case.data, "curve", MAX_BYTES)
-        user_files.save_curve(user, case.name, case.data)
+        curve = validate_upload(case.name, case.data, "curve", max_bytes).content
+        user_files.save_curve(user, case.name, case.data, curve, limits=SHARED)
     elif case.route == "model":
-        validate_upload(case.name, case.data, "model", MAX_BYTES)
-        user_files.add_model_zip(user, case.name, case.data, MAX_BYTES)
-    elif case.route in ("film", "pyreflect_weights", "pyreflect_stats"):
-        validate_upload(case.name, case.data, case.route, MAX_BYTES)
+        validate_upload(case.name, case.data, "model", max_bytes)
+        user_files.add_model_zip(user, case.name, case.data, max_bytes, limits=SHARED)
+    elif case.route == "film":  # the explorer: the file's checks, then the profile's layer limit
+        film = validate_upload(case.name, case.data, "film", max_bytes).content
+        try:
+            check_film(film, SHARED)
+        except LimitError as exc:
+            raise LimitError([f"{case.name}: {exc}"], SHARED) from None
+    elif case.route in ("pyreflect_weights", "pyreflect_stats"):
+        validate_upload(case.name, case.data, case.route, max_bytes)
     elif case.route == "bundle":
-        importer.import_bundle(user, case.name, case.data, MAX_BYTES)
+        importer.import_bundle(user, case.name, case.data, max_bytes)
     elif case.route == "json":
         importer.import_json(user, case.name, case.data)
 
@@ -79,7 +88,7 @@ def render(case: corpus.Case, data: bytes) -> str | None:
         from reflect_core.physics.simulate import CurveSettings, film_profile, film_reflectivity
         from reflect_core.uploads import validate_upload
 
-        film = validate_upload(case.name, data, "film", MAX_BYTES).content
+        film = validate_upload(case.name, data, "film", len(data)).content
         film_reflectivity(film, corpus.Q, CurveSettings())
         film_profile(film)
         return None

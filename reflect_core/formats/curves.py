@@ -92,8 +92,9 @@ def parse_curve(raw: bytes | str, name: str = "curve") -> Curve:
     q = data[:, 0]
     if np.any(q <= 0):
         raise CurveError(f"{name}: Q must be > 0 Å⁻¹; {int(np.sum(q <= 0))} rows have Q ≤ 0")
-    if n_cols == 4 and np.any(data[:, 3] < 0):
-        raise CurveError(f"{name}: dQ (FWHM) must be ≥ 0; {int(np.sum(data[:, 3] < 0))} rows are negative")
+    for k, label in ((2, "dR (an uncertainty)"), (3, "dQ (FWHM)")):
+        if n_cols > k and np.any(data[:, k] < 0):
+            raise CurveError(f"{name}: {label} must be ≥ 0; {int(np.sum(data[:, k] < 0))} rows are negative")
     column = lambda k: data[:, k] if n_cols > k else None  # noqa: E731
     return Curve(q=q, r=column(1), dr=column(2), dq=column(3))
 

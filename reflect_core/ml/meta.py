@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from reflect_core.base.errors import InvalidInput
+from reflect_core.base.json_depth import json_depth
 from reflect_core.base.storage import StorageError, atomic_write_json, read_bounded, shown_path
 from reflect_core.ml.preprocess import Normalizer
 from reflect_core.ml.settings import ModelSettings, TrainSettings, settings_from_dict, train_settings_from_dict
@@ -218,18 +219,6 @@ def _count(raw: dict, key: str, where: str) -> int | None:
     return value
 
 
-def _nesting(value) -> int:
-    """How deeply lists and dicts nest in ``value``, without recursion."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
-        if children is not None:
-            deepest = max(deepest, depth)
-            stack.extend((child, depth + 1) for child in children)
-    return deepest
-
-
 def _free_dict(raw: dict, key: str, where: str) -> dict | None:
     """An object of JSON values, or None."""
     value = raw.get(key)
@@ -237,7 +226,7 @@ def _free_dict(raw: dict, key: str, where: str) -> dict | None:
         return None
     if not isinstance(value, dict):
         raise ModelLoadError(f"{where}: '{key}' must be an object or null, got {type(value).__name__}")
-    if _nesting(value) > MAX_NESTING:
+    if json_depth(value) > MAX_NESTING:
         raise ModelLoadError(f"{where}: '{key}' nests more than {MAX_NESTING} levels deep")
     return value
 

@@ -16,7 +16,6 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 
 from reflect_core.base.errors import InvalidInput
-from reflect_core.base.storage import read_bounded
 
 LAYER_FIELDS = ("sld", "isld", "thickness", "roughness")
 FIELD_UNITS = {
@@ -227,14 +226,6 @@ def film_from_json(text: str | bytes) -> Film:
     except (UnicodeDecodeError, ValueError) as exc:  # ValueError: also an integer past Python's digit limit
         raise FilmError(f"not valid JSON: {exc}") from None
     return film_from_dict(data)
-
-
-def load_film(path) -> Film:
-    try:
-        text = read_bounded(path, MAX_FILM_BYTES)
-    except OSError as exc:
-        raise FilmError(f"cannot read film file {path}: {exc.strerror}") from None
-    return film_from_json(text)
 
 
 def films_to_array(films) -> np.ndarray:

@@ -30,6 +30,7 @@ import numpy as np
 from numpy.lib import format as npy_format
 
 from reflect_core.base.errors import InvalidInput
+from reflect_core.base.json_depth import json_depth
 
 ROLES = {  # role → (what it is, in words; accepted extensions)
     "nr": ("an NR training-curves file", (".npy",)),
@@ -117,18 +118,6 @@ def check_sld_units(filename: str, sld: np.ndarray) -> None:
 
 
 # --- JSON ----------------------------------------------------------------------------------------------------------
-
-
-def json_depth(value) -> int:
-    """How deeply lists and dicts nest in ``value`` (a number or string is 0), without recursion."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
-        if children is not None:
-            deepest = max(deepest, depth)
-            stack.extend((child, depth + 1) for child in children)
-    return deepest
 
 
 def load_json(filename: str, data: bytes | str, what: str = "the file", max_depth: int = MAX_JSON_DEPTH):
