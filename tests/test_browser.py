@@ -3,6 +3,7 @@
 import contextlib
 import os
 import re
+import secrets
 import shutil
 import socket
 import subprocess
@@ -205,7 +206,7 @@ def test_log_in_open_a_run_and_download_its_bundle(browser, tmp_path, monkeypatc
     auth.write_text(yaml.safe_dump({
         "credentials": {"usernames": {"alice": {"name": "Alice", "email": "alice@lab.org",
                                                 "password": hash_password("alice-password-1")}}},
-        "cookie": {"name": "reflect_browser_test", "key": "c" * 40, "expiry_days": 1}}))
+        "cookie": {"name": "reflect_browser_test", "key": secrets.token_urlsafe(48), "expiry_days": 1}}))
     # A finished run of alice's, made through the same job system the page uses.
     spec = TrainSpec.parse({"dataset": {"n": 200}, "model": {"layers": 1, "channels": 4, "hidden": 16},
                             "training": {"epochs": 2}})
