@@ -17,8 +17,9 @@ from reflect_core.viz.report import figures_for, overlay_losses, profile_overlay
 from ui import film_editor, train_form
 from ui.history_import import render_import
 from ui.job_monitor import SELECTED
-from ui.session import current_user, sees_everyone
+from ui.session import configured_hub, current_user, sees_everyone
 
+HUB_LEFT = "history_hub_left"  # a message from the last delete, shown after its rerun
 user = current_user()
 st.title("History")
 st.caption("Your saved films, training runs and analyses, newest first. Select records below to open, rename, delete, "
@@ -34,6 +35,8 @@ if isinstance(dates, tuple) and len(dates) == 2:
     since = dt.datetime.combine(dates[0], dt.time.min).timestamp()
     until = dt.datetime.combine(dates[1], dt.time.max).timestamp()
 
+if hub_left := st.session_state.pop(HUB_LEFT, None):
+    st.warning(hub_left)
 found = records.list_with_summaries(user, search=search or None, since=since, until=until)
 found = [r for r in found if not kinds or r["kind"] in kinds]
 if not found:
@@ -125,7 +128,8 @@ def _delete(record: dict) -> None:
         st.warning("This removes the record and all its files (model, data, checkpoints). It cannot be undone.")
         if st.checkbox("Yes, delete it", key=f"confirm_{record['id']}") and st.button("Delete for good"):
             try:
-                records.delete_record(user, record["id"])
+                if hub_left := records.delete_record(user, record["id"], hub=configured_hub()[0]):
+                    st.session_state[HUB_LEFT] = hub_left  # shown after the rerun
                 st.rerun()
             except ReflectError as exc:  # a running job, access, files: all shown as they are
                 st.error(str(exc))

@@ -1,9 +1,16 @@
 """Models and data: upload training arrays, measured curves and models; see model cards;
 predict an SLD profile for a measured curve. Every stored curve and model renders on its
-own: one that cannot be read shows why, with a Delete button, and the rest still works."""
+own: one that cannot be read shows why, with a Delete button, and the rest still works.
+Models of the user's runs kept on the Hub (when configured) are listed too, tagged "from the
+Hub", and downloaded on first use; the Hub listing runs in a background thread, the page waits
+for it at most HUB_LIST_WAIT_S and keeps it for HUB_LIST_TTL_S, so an unreachable Hub costs one
+short wait and one caption."""
 
 from __future__ import annotations
 
+import threading
+import time
+from concurrent.futures import Future
 from pathlib import Path
 
 import pandas as pd
@@ -20,13 +27,37 @@ from reflect_core.store import user_files
 from reflect_core.store.user_files import human_bytes
 from reflect_core.uploads import UploadError, validate_upload
 from reflect_core.viz.figures import reflectivity_figure, sld_figure
-from ui.session import current_limits, current_user, rate_limit_per_minute, sees_everyone
+from ui.session import configured_hub, current_limits, current_user, rate_limit_per_minute, sees_everyone
 
 user, limits = current_user(), current_limits()
 st.title("Models and data")
 st.caption(f"Uploads are checked before they are kept (limit {limits.upload_bytes / 1e6:,.0f} MB per file, "
            f"{limits.profile} profile) and stay private to you.")
 DELETE_ERROR = "models_delete_error"
+HUB_LISTING, HUB_LIST_WAIT_S, HUB_LIST_TTL_S = "models_hub_listing", 0.5, 60.0
+
+
+def _list_into(future: Future, hub) -> None:
+    try:
+        future.set_result(hub.list_models())  # bounded by the store's own timeout
+    except BaseException as exc:  # noqa: BLE001 - shown as the page's one Hub caption
+        future.set_exception(exc)
+
+
+def hub_listing(hub) -> tuple[list[str], str | None]:
+    """Run ids with a model on the Hub and the problem, if any. Asked in a background thread at most once per
+    HUB_LIST_TTL_S; the page waits for it at most HUB_LIST_WAIT_S and shows the answer on a later run."""
+    cached = st.session_state.get(HUB_LISTING)
+    if not cached or cached[1] != hub.repo_id or time.monotonic() - cached[0] > HUB_LIST_TTL_S:
+        cached = (time.monotonic(), hub.repo_id, Future())
+        threading.Thread(target=_list_into, args=(cached[2], hub), name="hub listing", daemon=True).start()
+        st.session_state[HUB_LISTING] = cached
+    try:
+        return cached[2].result(timeout=HUB_LIST_WAIT_S), None
+    except TimeoutError:
+        return [], "the Hub has not answered yet (it may be unreachable); they appear here when it does"
+    except ReflectError as exc:
+        return [], str(exc)
 
 
 def accept(upload, role: str):
@@ -52,9 +83,13 @@ def once(upload) -> bool:
 def delete(what: str, action, *args) -> None:
     """Button callback: delete through the library; a refusal is shown on the next run."""
     try:
-        action(user, *args)
+        warning = action(user, *args)
     except (ReflectError, OSError) as exc:
         st.session_state[DELETE_ERROR] = f"{what} was not deleted: {exc}"
+        return
+    if isinstance(warning, str):  # deleted here, but the Hub copy remains
+        st.session_state[DELETE_ERROR] = warning
+    st.session_state.pop(HUB_LISTING, None)
 
 
 def curve_row(name: str):
@@ -89,22 +124,25 @@ def card_caption(model_dir: Path) -> str:
 
 def model_card(entry: user_files.StoredModel) -> None:
     record, problem, text = entry.record, entry.error, None
-    if problem is None:
+    if entry.hub and not (entry.model_dir / "model.json").is_file():
+        problem, text = None, "On the Hub: downloaded when first used (Predict tab)."
+    elif problem is None:
         try:
             text = card_caption(entry.model_dir)
         except Exception as exc:  # noqa: BLE001 - one damaged card must not take the page down
             problem = f"{type(exc).__name__}: {exc}"
-    st.markdown(f"**{record['name']}** · {record['kind']}" + (f" · owner {record['owner']}"
-                                                               if sees_everyone(user) else ""))
+    st.markdown(f"**{record['name']}** · {record['kind']}" + (" · :blue-badge[from the Hub]" if entry.hub else "")
+                + (f" · owner {record['owner']}" if sees_everyone(user) else ""))
     if text is not None:
         st.caption(text)
         return
     c = st.columns([6, 1], vertical_alignment="center")
     c[0].error(f"This model cannot be read: {problem}")
     c[1].button("Delete", key=f"delete_model_{record['id']}", on_click=delete,
-                args=(f"model '{record['name']}'", user_files.delete_model, record["id"]))
+                args=(f"model '{record['name']}'", user_files.delete_model, record["id"], hub))
 
 
+hub, hub_problem = configured_hub()
 if error := st.session_state.pop(DELETE_ERROR, None):
     st.error(error)
 uploads_tab, models_tab, predict_tab = st.tabs(["Upload", "Model cards", "Predict"])
@@ -174,9 +212,17 @@ with uploads_tab:
                        f"({100 * used / limits.storage_bytes:.1f} %): uploads, models, training runs and analyses. "
                        f"An upload that would go over is not kept.")
 
-entries = user_files.models(user)
-models = [(entry.record, entry.model_dir) for entry in entries if entry.error is None]
+hub_entries = []
+if hub is not None:
+    hub_ids, hub_problem = hub_listing(hub)
+    hub_entries = user_files.hub_models(user, hub_ids)
+on_hub = {entry.record.get("run_id") for entry in hub_entries}
+entries = [e for e in user_files.models(user) if e.record.get("run_id") not in on_hub or not e.record.get("run_id")]
+entries += hub_entries
+models = [entry for entry in entries if entry.error is None]
 with models_tab:
+    if hub_problem:
+        st.caption(f"Models on the Hub are not listed: {hub_problem}")
     if not entries:
         st.info("No models yet: train one, or upload one.")
     for entry in entries:
@@ -187,9 +233,16 @@ with predict_tab:
     if not models:
         st.info("No models yet: train one, or upload one.")
         st.stop()
-    names = [f"{r['name']} ({r['id']})" for r, _ in models]
+    names = [f"{e.record['name']} ({e.record['id']})" + (" · from the Hub" if e.hub else "") for e in models]
     pick = st.selectbox("Model", range(len(models)), format_func=names.__getitem__)
-    record, model_dir = models[pick]
+    record, model_dir = models[pick].record, models[pick].model_dir
+    if models[pick].hub:
+        try:
+            with st.spinner("Downloading the model from the Hub…"):
+                model_dir = user_files.hub_model(user, models[pick], hub)
+        except (ReflectError, OSError) as exc:
+            st.error(f"The model cannot be downloaded from the Hub: {exc}")
+            st.stop()
     if not readable:
         st.info("Upload a measured curve first (Upload tab).")
         st.stop()

@@ -8,6 +8,8 @@ from reflect_core.accounts import rate_limit
 from reflect_core.base.errors import ReflectError
 from reflect_core.data.generate import MAX_COUNTS, MAX_PROFILE_POINTS, DatasetError, dataset_from_dict
 from reflect_core.formats.curves import matching_grid
+from reflect_core.jobs import backends
+from reflect_core.ml import costs
 from reflect_core.ml.estimates import dataset_bytes, generation_seconds, model_size, training_seconds
 from reflect_core.ml.settings import (
     ARCHITECTURES,
@@ -240,14 +242,39 @@ model = {"arch": arch, "layers": int(layers), "channels": int(channels), "hidden
 training = {"epochs": int(epochs), "batch_size": int(batch), "lr": float(lr), "weight_decay": float(weight_decay),
             "optimizer": optimizer, "val_fraction": float(val_fraction), "test_fraction": float(test_fraction),
             "seed": int(train_seed), "patience": int(patience), "checkpoint_every": int(checkpoint_every)}
+
+# --- where it runs ---------------------------------------------------------------------------------------
+MODAL_LABELS = {"local": "this machine", "modal": "Modal GPU"}
+place = {"backend": "local", "gpu": None}
+if backends.is_registered("modal"):  # registered at startup when MODAL_TOKEN_ID and MODAL_TOKEN_SECRET are set
+    c = st.columns([2, 2, 3], vertical_alignment="bottom")
+    backend = keep("train_backend", c[0].radio("Run on", list(MODAL_LABELS), key=seed("train_backend", "local"),
+                                               horizontal=True, format_func=MODAL_LABELS.get))
+    tiers = list(limits.gpu_tiers)
+    if remembered("train_gpu") not in tiers:
+        keep("train_gpu", tiers[0])
+    gpu = keep("train_gpu", c[1].selectbox(
+        "GPU tier", tiers, key=seed("train_gpu", tiers[0]), disabled=backend != "modal",
+        format_func=lambda t: f"{t} (${costs.GPU_PRICE_PER_S[t] * 3600:,.2f}/h)",
+        help="Modal bills per second of GPU time. " + "; ".join(f"{t}: {costs.WHEN_TO_PICK[t]}" for t in tiers)))
+    if backend == "modal":
+        place = {"backend": "modal", "gpu": gpu}
+        c[2].caption(f"On Modal: progress every few seconds, pause and resume through checkpoints on the Hub; a "
+                     f"call ends after {costs.TIMEOUT_S / 3600:g} h.")
+elif remembered("train_backend") == "modal":
+    keep("train_backend", "local")  # Modal is not configured (any more): this machine
+
 try:
-    spec = TrainSpec.parse({"kind": "train", "dataset": dataset, "model": model, "training": training})
+    spec = TrainSpec.parse({"kind": "train", "dataset": dataset, "model": model, "training": training, **place})
     st.session_state[SPEC_KEY] = spec.to_dict()
     n_train = int(n_curves * (1 - val_fraction - test_fraction))
     with st.spinner("Estimating…"):
         train_s, params, size = _training_estimate(model, training, n_train, nq, n_profile)
     st.caption(f"Model: {params:,} parameters ({size / 1e6:,.1f} MB), counted from the settings. Estimated training "
                f"time here: {train_s / 60:,.1f} min for {epochs} epochs (early stopping may end sooner).")
+    if spec.backend == "modal":
+        gen_s = 0.0 if "arrays" in dataset else _generation_estimate(dataset)
+        st.info(costs.estimate(spec.gpu, train_s, gen_s).describe())
 except (SpecError, ModelError, TrainingError) as exc:
     st.error(str(exc))
     st.stop()

@@ -123,8 +123,8 @@ def main(argv=None) -> dict:
              for k, e in enumerate(reporter.epochs)]
     half = baseline / 2
     crossed = next((c for c in curve if c["val_rmse"] <= half), None)
-    metrics = summary["metrics"]
-    params = summary["parameters"]
+    metrics = meta["metrics"]  # model.json is the one record of a run's metrics
+    params = meta["parameters"]
     res = {
         "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
                     "python": platform.python_version(), "node": platform.node(),
@@ -143,7 +143,7 @@ def main(argv=None) -> dict:
           f"{os.cpu_count()} cores ==")
     print("phases (s since Train): " + ", ".join(f"{k} {v:.1f}" for k, v in reporter.phases.items()))
     print(f"generation {summary['generation_s']:.1f} s; training {summary['training_s']:.1f} s for "
-          f"{summary['epochs_run']} epochs (best epoch {summary['best_epoch']}); total {total_s:.1f} s "
+          f"{summary['epochs_run']} epochs (best epoch {meta['best_epoch']}); total {total_s:.1f} s "
           f"({total_s / 60:.2f} min)")
     print(f"learning curve, validation SLD RMSE (1e-6 A^-2) vs minutes since Train; mean-profile baseline on the "
           f"validation split {baseline:.4f}:")

@@ -32,6 +32,13 @@ class Quiet(PrintReporter):
         super().__init__(stream=open("/dev/null", "w"))
 
 
+@pytest.fixture(autouse=True)
+def on_the_cpu(monkeypatch):
+    """The exact-resume checks here hold on the CPU; a GPU machine runs them there too
+    (CUDA resume keeps the batches, not the bits: reflect_core/ml/training.py)."""
+    monkeypatch.setenv("REFLECT_DEVICE", "cpu")
+
+
 @pytest.fixture(scope="module")
 def arrays(tmp_path_factory):
     out = generate(dataset_from_dict({**SIMPLE, "n": 800, "seed": 1}), tmp_path_factory.mktemp("data"))

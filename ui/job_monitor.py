@@ -17,7 +17,7 @@ from reflect_core.accounts.access import User
 from reflect_core.base.errors import NotFound, ReflectError
 from reflect_core.store import records
 from reflect_core.viz.figures import loss_figure
-from ui.session import current_limits
+from ui.session import configured_hub, current_limits
 
 POLL_SECONDS = 2.0
 SELECTED = "train_selected_run"
@@ -78,7 +78,9 @@ def _controls(run: jobs.RunInfo, user: User) -> None:
         if column.button(ACTION_LABELS[action], key=f"{action}_{run.run_id}", help=ACTION_HELP[action]):
             try:
                 if action == "delete":
-                    records.delete_run(user, run.run_id)  # the run and its history record
+                    # the run, its history record and its Hub copy (a message when that one remains)
+                    if hub_left := records.delete_run(user, run.run_id, hub=configured_hub()[0]):
+                        st.warning(hub_left)
                     st.session_state.pop(SELECTED, None)
                 elif action in ("resume", "retry"):  # queued again: the limits hold, as at submit
                     getattr(jobs, action)(run.run_id, user=user, limits=current_limits())

@@ -1,5 +1,6 @@
 """Results of a completed training run: test metrics against the baseline, one test
-curve in detail, a parity view, the loss curves and the model download."""
+curve in detail, a parity view, the loss curves, the model download and, when the Hub is
+configured (HF_TOKEN, HF_REPO_ID), a push of the model and its card to the Hub."""
 
 from __future__ import annotations
 
@@ -10,14 +11,18 @@ import pandas as pd
 import streamlit as st
 
 from reflect_core.base import storage
+from reflect_core.base.errors import ReflectError
 from reflect_core.data.generate import NR_FILE, SLD_FILE
 from reflect_core.formats.curves import Curve
 from reflect_core.ml.evaluation import recomputed_nr
 from reflect_core.ml.meta import META, ModelLoadError, ModelMeta
 from reflect_core.ml.predict import predict
 from reflect_core.store.bundles import directory_size, zip_directory
+from reflect_core.store.hub import model_card
 from reflect_core.store.records import MODEL_FOLDER
 from reflect_core.viz.figures import loss_figure, parity_figure, profile_comparison_figure, reflectivity_figure
+
+from .session import configured_hub
 
 PARITY_CURVES = 300
 
@@ -78,3 +83,22 @@ def render_results(run_dir: Path) -> None:
     st.download_button(f"Download the model directory (zip, {size / 1e6:.1f} MB before compression)",
                        data=lambda: zip_directory(model_dir, f"model_{run_dir.name}"),
                        file_name=f"model_{run_dir.name}.zip", mime="application/zip")
+    _push_button(run_dir.name, model_dir)
+
+
+def _push_button(run_id: str, model_dir: Path) -> None:
+    """'Push to the Hub': the model, its metadata and its model card in one commit to the private repo."""
+    hub, problem = configured_hub()
+    if hub is None:
+        st.button("Push to the Hub", key=f"push_{run_id}", disabled=True)
+        st.caption(problem or "The Hub is not configured: set HF_TOKEN and HF_REPO_ID (README, Configuration) "
+                              "to keep models in a private Hub repo.")
+        return
+    if st.button("Push to the Hub", key=f"push_{run_id}", help=f"Upload this model and its card to {hub.repo_id}"):
+        try:
+            with st.spinner(f"Pushing the model to {hub.repo_id}…"):
+                hub.put_model_dir(run_id, model_dir, card=model_card(ModelMeta.read(model_dir), run_id))
+        except ReflectError as exc:
+            st.error(f"Not pushed: {exc}")
+        else:
+            st.success(f"Pushed to {hub.repo_id} (private) as runs/{run_id}/model, with its model card.")

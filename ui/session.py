@@ -52,12 +52,29 @@ def login_file() -> str | None:
 def load_deployment() -> Deployment:
     """The checked mode and login settings; ReflectError (ConfigError, AuthConfigError) otherwise."""
     config = app_config()
+    register_modal_backend(config)
     path = config.get(AUTH_SETTING) or config.get("auth_config")
     mode = resolve_mode(config.get(MODE_SETTING), path, on_community_cloud())
     if mode == "local":
         return Deployment("local", None, None, False)
     auth = load_auth_config(path)
     return Deployment("shared", str(path), auth, signup_enabled(config.get(SIGNUP_SETTING), auth))
+
+
+def register_modal_backend(config: dict) -> bool:
+    """The Modal backend under "modal" when MODAL_TOKEN_ID and MODAL_TOKEN_SECRET are set (nothing
+    is contacted here), with the Hub run store when HF_TOKEN and HF_REPO_ID are set too."""
+    from reflect_core.jobs import backends
+
+    if not (config.get("MODAL_TOKEN_ID") and config.get("MODAL_TOKEN_SECRET")):
+        return backends.register_modal(config)
+    try:
+        from reflect_core.store.hub import hub_from_config
+
+        run_store = hub_from_config(config)
+    except Exception:  # noqa: BLE001 - no Hub store: remote runs still run, models stay on the Hub side
+        run_store = None
+    return backends.register_modal(config, run_store=run_store)
 
 
 def _authenticator(config: dict):
@@ -144,3 +161,14 @@ def rate_limit_per_minute(action: str) -> int | None:
 def sees_everyone(user: User) -> bool:
     """An admin of a shared deployment (the single local user owns everything anyway)."""
     return user.is_admin and bool(login_file())
+
+
+def configured_hub():
+    """(the Hub run store, None) when HF_TOKEN and HF_REPO_ID are set; (None, what is wrong) when
+    they are set badly; (None, None) when the Hub is not configured."""
+    from reflect_core.store.hub import hub_from_config
+
+    try:
+        return hub_from_config(app_config()), None
+    except ReflectError as exc:
+        return None, str(exc)

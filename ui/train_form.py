@@ -56,6 +56,10 @@ NETWORK = [
     ("train_ckpt", None, "training", "checkpoint_every", int),
 ]
 NOISE = [("train_counts", "counts_at_unity"), ("train_bkg", "background")]
+PLACE = [  # top-level fields: where the run ran (a tier only with Modal)
+    ("train_backend", None, None, "backend", str),
+    ("train_gpu", None, None, "gpu", str),
+]
 
 
 def _set(key: str, shadow: str | None, value) -> None:
@@ -73,6 +77,9 @@ def restore(spec: TrainSpec) -> None:
     _set("train_source", None, "upload" if uploaded else "generate")
     for key, shadow, section, name, shown in (UPLOADED if uploaded else GENERATED) + NETWORK:
         _set(key, shadow, shown(raw[section][name]))
+    for key, shadow, _, name, shown in PLACE:
+        if raw.get(name) is not None:
+            _set(key, shadow, shown(raw[name]))
     if uploaded:
         return
     noise = raw["dataset"]["noise"]

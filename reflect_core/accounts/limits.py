@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from reflect_core.base import errors
 from reflect_core.ml.settings import parameter_count_for
-from reflect_core.ml.spec import ArraySource, TrainSpec
+from reflect_core.ml.spec import GPU_TIERS, ArraySource, TrainSpec
 from reflect_core.physics.film import Film
 
 MB = 1_000_000
@@ -40,6 +40,7 @@ class Limits:
     parameters: int  # of the network, counted from the settings (ml.settings.parameter_count_for)
     dataset_bytes: int  # the float32 arrays: curves × 2 × (Q points + z points) × 4
     exact_curves: int  # curves generated in exact mode, each ~50× the work of a slab-model curve
+    gpu_tiers: tuple[str, ...] = GPU_TIERS  # Modal GPU tiers the user may run on (they cost money)
 
 
 # Shared: a deployment where 0.7-2.7 GB of memory and a core or two serve every visitor. 20 M
@@ -54,7 +55,7 @@ LOCAL = Limits("local", curves=100_000, film_layers=20, batch_size=512, epochs=1
 SHARED = Limits("shared", curves=5_000, film_layers=10, batch_size=64, epochs=50, cnn_layers=12, dropout=0.5,
                 latent_dim=32, ae_mlp_epochs=100, concurrent_jobs=1, upload_bytes=50 * MB,
                 storage_bytes=2_000 * MB, q_points=2_000, profile_points=2_000, channels=128, hidden=2048,
-                parameters=20_000_000, dataset_bytes=100 * MB, exact_curves=500)
+                parameters=20_000_000, dataset_bytes=100 * MB, exact_curves=500, gpu_tiers=("T4", "L4"))
 
 LABELS = {"curves": "curves", "film_layers": "film layers", "batch_size": "batch size", "epochs": "epochs",
           "cnn_layers": "CNN layers", "dropout": "dropout", "concurrent_jobs": "concurrent jobs per user",
@@ -104,6 +105,8 @@ def spec_violations(spec: TrainSpec, limits: Limits, running_jobs: int = 0, owne
     ]
     found = [f"{LABELS[name]} {value:,} > {getattr(limits, name):,}" for name, value in checks
              if value > getattr(limits, name)]
+    if spec.backend == "modal" and (spec.gpu or "T4") not in limits.gpu_tiers:
+        found.append(f"GPU tier {spec.gpu or 'T4'} not allowed (allowed: {', '.join(limits.gpu_tiers) or 'none'})")
     if running_jobs >= limits.concurrent_jobs:
         found.append(f"{LABELS['concurrent_jobs']}: {running_jobs} already active, limit {limits.concurrent_jobs}")
     return found

@@ -14,6 +14,11 @@ Spec (validated once, here, with messages that name the field)::
 
 Run directory: ``data/`` (generated arrays, reused by retry and resume),
 ``checkpoint.pt`` (while paused or between checkpoints), ``model/`` (the result).
+
+Device: CUDA when available, else the CPU; ``device`` or ``$REFLECT_DEVICE`` overrides
+(``reflect_core.ml.device.choose_device``). The checkpoint and the saved model hold CPU
+tensors, so a run paused on a GPU resumes on a CPU, and a model trained on a GPU loads
+anywhere. What is reproducible on each device: ``reflect_core.ml.training``.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from reflect_core.base.job_protocol import NeverInterrupt
 from reflect_core.base.storage import data_dir
@@ -36,10 +42,14 @@ from reflect_core.ml.training import CHECKPOINT, Trainer
 
 
 def train_on_arrays(nr: np.ndarray, sld: np.ndarray, spec: TrainSpec, model_dir: Path, reporter,
-                    control=NeverInterrupt(), checkpoint: Path | None = None, data_folder: str | None = None) -> dict:
-    """Train, evaluate on the held-out test split and save the model directory."""
+                    control=NeverInterrupt(), checkpoint: Path | None = None, data_folder: str | None = None,
+                    device=None) -> dict:
+    """Train, evaluate on the held-out test split and save the model directory (CPU weights)."""
     reporter.phase("preprocessing")
-    trainer = Trainer(nr, sld, spec.model, spec.training)
+    trainer = Trainer(nr, sld, spec.model, spec.training, device)
+    if trainer.device.type != "cpu":
+        reporter.log(f"training on {trainer.device} ({torch.cuda.get_device_name(trainer.device)}), bf16 autocast, "
+                     f"training data {'on the GPU' if trainer.resident else 'copied per batch'}")
     if checkpoint is not None and checkpoint.exists():
         trainer.load_checkpoint(checkpoint)
         reporter.log(f"resumed from checkpoint at epoch {trainer.state['epoch']}, batch {trainer.state['batch']}")
@@ -60,7 +70,7 @@ def train_on_arrays(nr: np.ndarray, sld: np.ndarray, spec: TrainSpec, model_dir:
         history=trainer.state["history"], best_epoch=trainer.state["best_epoch"],
         parameters=parameter_count(trainer.model), test_index=test.index.tolist(),
     )
-    save_model(model_dir, trainer.model, meta)
+    save_model(model_dir, trainer.model.cpu(), meta)
     if checkpoint is not None:
         checkpoint.unlink(missing_ok=True)
     # Metrics live in model.json only; the run's result says where the model is and how long it took.
@@ -76,7 +86,7 @@ def _relative_to_data_dir(folder: Path) -> str | None:
         return None
 
 
-def run_job(checked: TrainSpec, run_dir: Path, reporter, control=NeverInterrupt()) -> dict:
+def run_job(checked: TrainSpec, run_dir: Path, reporter, control=NeverInterrupt(), device=None) -> dict:
     """Generate (or reuse) the data, train, evaluate, save; returns a JSON-able summary."""
     run_dir = Path(run_dir)
     t0 = time.monotonic()
@@ -87,6 +97,6 @@ def run_job(checked: TrainSpec, run_dir: Path, reporter, control=NeverInterrupt(
     generation_s = time.monotonic() - t0
     nr, sld = load_training_arrays(folder / NR_FILE, folder / SLD_FILE)
     summary = train_on_arrays(nr, sld, checked, run_dir / "model", reporter, control, run_dir / CHECKPOINT,
-                              _relative_to_data_dir(folder))
+                              _relative_to_data_dir(folder), device)
     return {**summary, "generation_s": round(generation_s, 2), "total_s": round(time.monotonic() - t0, 2),
             "n_curves": int(len(nr))}

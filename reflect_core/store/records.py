@@ -3,10 +3,13 @@
 A training record is written when its job is submitted (``submit_training``: both or
 neither). Its summary is derived from the run's ``model.json`` once the run has
 completed (pulled when listed, so no worker has to know about history); the numbers
-live in that file alone. Deleting a training record deletes its run.
+live in that file alone. Deleting a training record deletes its run, and its Hub copy when a
+Hub is configured (``hub``: a ``store.hub.HubRunStore``).
 """
 
 from __future__ import annotations
+
+import shutil
 
 from reflect_core import jobs
 from reflect_core.accounts.access import User
@@ -17,6 +20,7 @@ from reflect_core.ml.meta import ModelLoadError, ModelMeta
 from reflect_core.ml.spec import TrainSpec
 from reflect_core.store import history
 from reflect_core.store.bundles import directory_size
+from reflect_core.store.hub import HubError, hub_cache_dir
 
 MODEL_FOLDER = "model"  # a run's trained model, inside its run directory
 
@@ -66,23 +70,41 @@ def list_with_summaries(user: User, **filters) -> list[dict]:
     return [refreshed(user, r) for r in history.list_records(user, **filters)]
 
 
-def delete_record(user: User, record_id: str) -> None:
-    """Delete a record and what it points at; a running job must be stopped first."""
+def _delete_hub_copy(hub, run_id: str) -> str | None:
+    """Delete the run's Hub files and its local Hub cache; a failure is returned as a message, never raised."""
+    if hub is None:
+        return None
+    try:
+        shutil.rmtree(hub_cache_dir(run_id), ignore_errors=True)
+        hub.delete_run(run_id)
+    except HubError as exc:
+        return f"Run {run_id} was deleted here, but its copy on the Hub remains ({exc})."
+    return None
+
+
+def delete_record(user: User, record_id: str, hub=None) -> str | None:
+    """Delete a record and what it points at (its run, and the run's Hub files when ``hub`` is given); a
+    running job must be stopped first. Returns a message when the Hub copy could not be deleted."""
     record = history.get(user, record_id)
+    warning = None
     if record["kind"] == "training" and record.get("run_id"):
         try:
             jobs.delete(record["run_id"], user=user)
         except NotFound:
             pass  # already gone: the record goes too
+        warning = _delete_hub_copy(hub, record["run_id"])
     history.delete(user, record_id)
+    return warning
 
 
-def delete_run(user: User, run_id: str) -> None:
-    """Delete a run from the training page, and its history record."""
+def delete_run(user: User, run_id: str, hub=None) -> str | None:
+    """Delete a run from the training page, its history record and (``hub`` given) its Hub files. Returns a
+    message when the Hub copy could not be deleted (the local delete has happened)."""
     jobs.delete(run_id, user=user)
     record = history.find_by_run(user, run_id)
     if record is not None:
         history.delete(user, record["id"])
+    return _delete_hub_copy(hub, run_id)
 
 
 def record_dir(record: dict):

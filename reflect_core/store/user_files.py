@@ -34,6 +34,7 @@ from reflect_core.ml.meta import META, ModelMeta
 from reflect_core.ml.model_store import WEIGHTS
 from reflect_core.store import history, records
 from reflect_core.store.bundles import directory_size
+from reflect_core.store.hub import hub_cache_dir
 from reflect_core.uploads import UploadError, import_pyreflect_model, unpack_model_zip, validate_upload
 from reflect_core.uploads.curves import measured_curve
 
@@ -311,6 +312,7 @@ class StoredModel:
     record: dict
     model_dir: Path | None
     error: str | None  # why the model cannot be used; None when it can
+    hub: bool = False  # on the Hub: model_dir is its cache here, filled by hub_model on first use
 
 
 def _model_problem(model_dir: Path | None) -> str | None:
@@ -345,9 +347,25 @@ def model_records(user: User) -> list[tuple[dict, Path]]:
     return [(m.record, m.model_dir) for m in models(user) if m.error is None]
 
 
-def delete_model(user: User, record_id: str) -> None:
-    """Delete a model's record and its files (a training record: its run too)."""
-    records.delete_record(user, record_id)
+def hub_models(user: User, listed) -> list[StoredModel]:
+    """The user's training runs (everyone's, for an admin) whose model is on the Hub (``listed``: the run ids of
+    ``HubRunStore.list_models``) and not usable here. Only runs of the user's own history records are listed."""
+    listed, here = set(listed), {m.record.get("run_id") for m in models(user) if m.error is None}
+    return [StoredModel(r, hub_cache_dir(r["run_id"]) / records.MODEL_FOLDER, None, hub=True)
+            for r in history.list_records(user, kind="training") if r.get("run_id") in listed - here]
+
+
+def hub_model(user: User, entry: StoredModel, hub) -> Path:
+    """A Hub model's folder here (``HubError`` when it cannot be downloaded the first time)."""
+    if history.find_by_run(user, entry.record["run_id"]) is None:
+        raise NotFound(f"{user.name} has no run {entry.record['run_id']}")
+    return hub.get_model_dir(entry.record["run_id"], hub_cache_dir(entry.record["run_id"]) / records.MODEL_FOLDER)
+
+
+def delete_model(user: User, record_id: str, hub=None) -> str | None:
+    """Delete a model's record and its files (a training record: its run too, and its Hub copy when ``hub`` is
+    given); a message when the Hub copy remains."""
+    return records.delete_record(user, record_id, hub=hub)
 
 
 def _model_record(user: User, name: str, model_dir: Path, source: str) -> dict:

@@ -12,7 +12,7 @@ from reflect_core.jobs.backends.local import LocalBackend
 from reflect_core.jobs.runfiles import JobError
 
 __all__ = ["Backend", "BackendUnavailable", "LocalBackend", "Poll", "get", "is_registered", "register", "registered",
-           "unregister"]
+           "register_modal", "unregister"]
 
 _registry: dict[str, Backend] = {"local": LocalBackend()}
 
@@ -41,3 +41,23 @@ def get(name: str) -> Backend:
         return _registry[name]
     except KeyError:
         raise JobError(f"the {name} backend is not configured") from None
+
+
+def register_modal(config: dict, run_store=None, client=None) -> bool:
+    """Register the Modal backend under "modal" when ``config`` has MODAL_TOKEN_ID and
+    MODAL_TOKEN_SECRET (and unregister it when not); True when it is registered. Nothing is
+    contacted here. The modal client reads the tokens from the environment (Streamlit exports
+    root-level secrets there) or from ``~/.modal.toml`` (``modal token new``).
+    ``run_store``: the Hub run store the remote runs use (models come back through it)."""
+    from reflect_core.jobs.backends.modal import ModalBackend, modal_configured
+
+    current = _registry.get("modal")
+    if not modal_configured(config):
+        if isinstance(current, ModalBackend):
+            unregister("modal")
+        return False
+    if not isinstance(current, ModalBackend) or (client is not None and current._client is not client):
+        register("modal", ModalBackend(client=client, run_store=run_store))
+    elif run_store is not None:
+        current.run_store = run_store
+    return True
