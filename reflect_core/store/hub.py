@@ -24,6 +24,7 @@ import time
 from concurrent.futures import Future
 from pathlib import Path
 
+from reflect_core.base.deadline import NoAnswer, call_with_deadline
 from reflect_core.base.errors import ReflectError
 from reflect_core.base.storage import data_dir
 from reflect_core.ml.meta import META, ModelLoadError, ModelMeta
@@ -122,24 +123,16 @@ class HubRunStore:
         if _offline():
             raise HubError(OFFLINE_MESSAGE)
         limit = self.timeout_s if timeout_s is None else timeout_s
-        box: dict = {}
-
-        def work():
-            try:
-                box["value"] = fn(*args, **kwargs)
-            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
-                box["error"] = exc
-
-        worker = threading.Thread(target=work, name=f"hub: {what}", daemon=True)
-        worker.start()
-        worker.join(limit)
-        if worker.is_alive():
-            raise HubError(f"the Hub did not answer within {limit:g} s ({what}): it may be unreachable")
-        if "error" in box:
-            if _is_absent(box["error"]):
-                raise _Absent(what)
-            raise _describe(box["error"], what) from None
-        return box["value"]
+        try:
+            return call_with_deadline(lambda: fn(*args, **kwargs), limit, f"hub: {what}")
+        except NoAnswer:
+            raise HubError(f"the Hub did not answer within {limit:g} s ({what}): it may be unreachable") from None
+        except HubError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a client error, worded for the user
+            if _is_absent(exc):
+                raise _Absent(what) from None
+            raise _describe(exc, what) from None
 
     def _ensure_repo(self) -> None:
         if not self._repo_ready:

@@ -14,9 +14,9 @@ that receives the model. Checkpoints, generated data and the model travel throug
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
+from reflect_core.base.deadline import NoAnswer, call_with_deadline
 from reflect_core.base.storage import atomic_write_json
 from reflect_core.jobs.backends.base import Backend, BackendUnavailable, Poll
 from reflect_core.jobs.remote_run import MODEL, control_key
@@ -40,24 +40,12 @@ def _default_client():
 
 
 def bounded(fn, timeout_s: float, what: str):
-    """``fn()`` in a daemon thread; ``BackendUnavailable`` when it takes longer than ``timeout_s``
-    (the thread is left to finish on its own). Exceptions from ``fn`` are raised here."""
-    box: dict = {}
-
-    def target():
-        try:
-            box["value"] = fn()
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller
-            box["error"] = exc
-
-    thread = threading.Thread(target=target, name=f"modal: {what}", daemon=True)
-    thread.start()
-    thread.join(timeout_s)
-    if thread.is_alive():
-        raise BackendUnavailable(f"modal: no answer to {what} within {timeout_s:g} s")
-    if "error" in box:
-        raise box["error"]
-    return box.get("value")
+    """``fn()`` with a deadline; ``BackendUnavailable`` when it takes longer than ``timeout_s``
+    (the call is left to finish on its own). Exceptions from ``fn`` are raised here."""
+    try:
+        return call_with_deadline(fn, timeout_s, f"modal: {what}")
+    except NoAnswer as exc:
+        raise BackendUnavailable(str(exc)) from None
 
 
 def split_ref(ref: str) -> tuple[str, str]:
