@@ -78,3 +78,24 @@ def test_open_a_run_on_uploaded_arrays_restores_the_source(app, tmp_path):
     open_record(app, record)
     assert not app.error, [e.value for e in app.error]
     assert app.session_state[SPEC_KEY] == trained  # the second of two sets, its dq, the network and training
+
+
+def test_open_a_modal_run_restores_its_backend_and_gpu_tier(tmp_path, monkeypatch):
+    """With Modal configured (tokens in a secrets file, never in the environment), a run made on an
+    H100 opens with "Modal GPU" and that tier chosen, whatever the form showed before."""
+    from reflect_core import jobs
+
+    secrets = tmp_path / "secrets.toml"
+    secrets.write_text('MODAL_TOKEN_ID = "ak-test"\nMODAL_TOKEN_SECRET = "as-test"\n')
+    monkeypatch.setenv("REFLECT_SECRETS_FILE", str(secrets))
+    monkeypatch.setenv("REFLECT_DATA_DIR", str(tmp_path / "data"))
+    try:
+        at = AppTest.from_file(APP, default_timeout=120)
+        at.run()
+        trained = TrainSpec.parse({**NOT_DEFAULT, "backend": "modal", "gpu": "H100"}).to_dict()
+        record = history.add(LOCAL_USER, "training", "on an H100", trained)
+        open_record(at, record)
+        assert not at.error, [e.value for e in at.error]
+        assert at.session_state[SPEC_KEY] == trained
+    finally:
+        jobs.backends.unregister("modal")
