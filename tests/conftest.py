@@ -35,3 +35,15 @@ def shared_data_path():
     if not SHARED_DATA.exists():
         pytest.skip("../shared/data is not present on this machine")
     return SHARED_DATA
+
+
+@pytest.fixture
+def history_page(tmp_path, monkeypatch):
+    """The History page in AppTest, over an empty data directory of this test's own."""
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("REFLECT_DATA_DIR", str(tmp_path))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.run()
+    at.switch_page("app_pages/history.py").run()
+    return at

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 from test_generate import SIMPLE
-from test_training import SMALL_MODEL, Quiet
+from test_training import SMALL_MODEL, PauseAt, Quiet
 
 from reflect_core.base.job_protocol import NeverInterrupt, Paused
 from reflect_core.data.generate import dataset_from_dict, generate
@@ -133,15 +133,6 @@ def tensors(value):
     elif isinstance(value, (list, tuple)):
         for item in value:
             yield from tensors(item)
-
-
-class PauseAt:
-    def __init__(self, at):
-        self.calls, self.at = 0, at
-
-    def requested(self):
-        self.calls += 1
-        return "pause" if self.calls == self.at else None
 
 
 def paused_checkpoint(arrays, path):

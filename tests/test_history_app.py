@@ -7,8 +7,6 @@ import zipfile
 
 import numpy as np
 import pytest
-from conftest import ROOT
-from streamlit.testing.v1 import AppTest
 from test_generate import SIMPLE
 
 from reflect_core.accounts.access import LOCAL_USER, AccessError, User
@@ -26,8 +24,6 @@ from reflect_core.store.importer import import_bundle, import_json
 from reflect_core.store.records import record_dir
 from reflect_core.uploads import UploadError
 from reflect_core.viz.report import shared_test_curves
-
-APP = str(ROOT / "app.py")
 
 
 class Quiet(PrintReporter):
@@ -49,12 +45,8 @@ def trained_record(name: str, epochs: int) -> dict:
 
 
 @pytest.fixture
-def app(tmp_path, monkeypatch):
-    monkeypatch.setenv("REFLECT_DATA_DIR", str(tmp_path))
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.run()
-    at.switch_page("app_pages/history.py").run()
-    return at
+def app(history_page):
+    return history_page
 
 
 def select(at, *records):

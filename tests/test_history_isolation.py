@@ -5,23 +5,15 @@ a line that says what is wrong, can be selected and deleted, and the rest of the
 import json
 
 import pytest
-from conftest import ROOT
-from streamlit.testing.v1 import AppTest
 
 from reflect_core.accounts.access import LOCAL_USER
 from reflect_core.physics.presets import DEFAULT_FILM
 from reflect_core.store import history
 
-APP = str(ROOT / "app.py")
-
 
 @pytest.fixture
-def app(tmp_path, monkeypatch):
-    monkeypatch.setenv("REFLECT_DATA_DIR", str(tmp_path))
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.run()
-    at.switch_page("app_pages/history.py").run()
-    return at
+def app(history_page):
+    return history_page
 
 
 def damage(record_id: str, **fields) -> None:

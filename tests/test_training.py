@@ -45,6 +45,17 @@ def arrays(tmp_path_factory):
     return np.load(out / "nr_train.npy"), np.load(out / "sld_train.npy")
 
 
+class PauseAt:
+    """A control that asks for a pause at its ``at``-th check (a batch), and never again."""
+
+    def __init__(self, at):
+        self.calls, self.at = 0, at
+
+    def requested(self):
+        self.calls += 1
+        return "pause" if self.calls == self.at else None
+
+
 def test_split_is_disjoint_seeded_and_test_is_held_out(arrays):
     nr, sld = arrays
     settings = TrainSettings(seed=3)
@@ -87,14 +98,6 @@ def test_pause_mid_epoch_then_resume_equals_uninterrupted(arrays, tmp_path):
     settings = TrainSettings(epochs=3, batch_size=32, seed=9, patience=0, checkpoint_every=0)
     straight = Trainer(nr, sld, SMALL_MODEL, settings)
     straight.fit(Quiet(), NeverInterrupt())
-
-    class PauseAt:
-        def __init__(self, at):
-            self.calls, self.at = 0, at
-
-        def requested(self):
-            self.calls += 1
-            return "pause" if self.calls == self.at else None
 
     checkpoint = tmp_path / "checkpoint.pt"
     first = Trainer(nr, sld, SMALL_MODEL, settings)
