@@ -28,12 +28,13 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def streamlit_server(env_changes: dict):
-    """`streamlit run app.py` on a free loopback port; yields its URL."""
+def streamlit_server(env_changes: dict, launcher: list[str] | None = None):
+    """`streamlit run app.py` on a free loopback port (through ``launcher`` instead of
+    ``python -m streamlit`` when given); yields its URL."""
     port = free_port()
     env = dict(os.environ, **env_changes)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
+        [*(launcher or [sys.executable, "-m", "streamlit"]), "run", str(ROOT / "app.py"), "--server.port", str(port),
          "--server.address", "127.0.0.1", "--server.headless", "true"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )

@@ -63,6 +63,18 @@ def render_results(run_dir: Path) -> None:
                f"Best epoch {meta.best_epoch}, {meta.parameters:,} parameters.")
     st.dataframe(_metrics_table(metrics), hide_index=True, width="stretch")
 
+    if not ((data_dir / NR_FILE).is_file() and (data_dir / SLD_FILE).is_file()):
+        # A Modal run generated its curves in its container; they stay in its run store (the Hub).
+        st.info("This run's training curves are not on this machine (a Modal run keeps them in its run store), "
+                "so the per-curve views are not shown; the metrics above and the loss curves are the run's own.")
+        st.plotly_chart(loss_figure(meta.history["train"], meta.history["val"]), key=f"history_{run_dir.name}")
+    else:
+        _test_curve_views(run_dir, model_dir, data_dir, meta)
+    _download_and_push(run_dir, model_dir)
+
+
+def _test_curve_views(run_dir: Path, model_dir: Path, data_dir: Path, meta: ModelMeta) -> None:
+    """One chosen test curve (true vs predicted SLD, data vs NR recomputed), the parity plot, the loss curves."""
     index, nr, sld_true, sld_pred = _test_predictions(str(model_dir), str(data_dir),
                                                       (model_dir / META).stat().st_mtime)
     z, q = meta.z, meta.q
@@ -79,6 +91,8 @@ def render_results(run_dir: Path) -> None:
     history = meta.history
     right.plotly_chart(loss_figure(history["train"], history["val"]), key=f"history_{run_dir.name}")
 
+
+def _download_and_push(run_dir: Path, model_dir: Path) -> None:
     size = directory_size(model_dir)
     st.download_button(f"Download the model directory (zip, {size / 1e6:.1f} MB before compression)",
                        data=lambda: zip_directory(model_dir, f"model_{run_dir.name}"),
