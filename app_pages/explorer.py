@@ -29,6 +29,7 @@ from reflect_core.store import history
 from reflect_core.uploads import UploadError, validate_upload
 from reflect_core.viz.figures import reflectivity_figure, sld_figure
 from ui import film_editor
+from ui.materials import film_text_builder, materials_panel
 from ui.session import current_limits, current_user
 from ui.state import keep, seed
 
@@ -90,8 +91,16 @@ with st.expander("Presets and film upload", expanded=False):
             st.error(st.session_state["explorer_upload_error"] + " Your current film is unchanged.")
             if upload is None:
                 st.session_state.pop("explorer_upload_error")
-    if film_editor.UNDO in st.session_state:
-        st.button("Undo the last load", on_click=film_editor.undo_load)
+with st.expander("Build from text · materials and SLD calculator", expanded=False):
+    built = film_text_builder("explorer_film_text", beam_from=st.session_state.get(film_editor.BEAM, "ambient"),
+                              max_layers=limits.film_layers, validate=lambda film: check_film(film, limits))
+    if built is not None:
+        film_editor.load_film(built.film)  # one undo is kept
+        st.rerun()
+    materials_panel("explorer_materials")
+if film_editor.UNDO in st.session_state:
+    st.button("Undo the last load", on_click=film_editor.undo_load,
+              help="Brings back the film from before the last preset, upload or text.")
 
 # --- the stack -----------------------------------------------------------------------------------
 beam = st.radio(
