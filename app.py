@@ -20,6 +20,7 @@ pages = [
     st.Page("app_pages/explorer.py", title="Film explorer", icon=":material/show_chart:", default=True),
     st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),
     st.Page("app_pages/models.py", title="Models and data", icon=":material/deployed_code:"),
+    st.Page("app_pages/analyse.py", title="Analyse", icon=":material/query_stats:"),
     st.Page("app_pages/history.py", title="History", icon=":material/history:"),
 ]
 navigation = st.navigation(pages)

@@ -1,4 +1,4 @@
-"""History: every saved film and training run of the signed-in user; open, rename,
+"""History: every saved film, training run, analysis and fit of the signed-in user; open, rename,
 delete, compare, export and import."""
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from reflect_core.store import history, records
 from reflect_core.store.bundles import BUNDLE_FIGURES, build_bundle, bundle_parts
 from reflect_core.viz.report import figures_for, overlay_losses, profile_overlay, shared_test_curves, standalone_html
 from ui import film_editor, train_form
+from ui.fit_results import render_saved_fit
 from ui.history_import import render_import
 from ui.job_monitor import SELECTED
 from ui.session import configured_hub, current_user, sees_everyone
@@ -22,8 +23,8 @@ from ui.session import configured_hub, current_user, sees_everyone
 HUB_LEFT = "history_hub_left"  # a message from the last delete, shown after its rerun
 user = current_user()
 st.title("History")
-st.caption("Your saved films, training runs and analyses, newest first. Select records below to open, rename, delete, "
-           "compare or export them."
+st.caption("Your saved films, training runs, analyses and fits, newest first. Select records below to open, rename, "
+           "delete, compare or export them."
            + (" As an admin you see everyone's." if sees_everyone(user) else ""))
 
 c = st.columns([2, 2, 2])
@@ -65,6 +66,7 @@ def _row(record: dict) -> dict:
             "state": f"damaged: {'; '.join(problems)}" if problems else summary.get("state", ""),
             "test RMSE (10⁻⁶ Å⁻²)": rmse, "baseline RMSE": base,
             "NR misfit (decades)": (summary.get("agreement") or {}).get("median_decades"),
+            "fit χ²_red": summary.get("chi2_reduced") if record["kind"] == "fit" else None,
             "size (MB)": round(summary["bytes"] / 1e6, 2) if summary.get("bytes") else None,
             **owner,
         }
@@ -140,6 +142,8 @@ def _details(record: dict) -> None:
     c = st.columns([1, 2, 1])
     if record["kind"] == "analysis":
         _show_analysis(record, files_dir)
+    elif record["kind"] == "fit":
+        render_saved_fit(record)  # the result as the Analyse page showed it, with its exports
     elif c[0].button("Open", type="primary",
                      help="Restore its parameters (and results) in the explorer or training page."):
         _open(record)

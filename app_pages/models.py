@@ -4,7 +4,9 @@ own: one that cannot be read shows why, with a Delete button, and the rest still
 Models of the user's runs kept on the Hub (when configured) are listed too, tagged "from the
 Hub", and downloaded on first use; the Hub listing runs in a background thread, the page waits
 for it at most HUB_LIST_WAIT_S and keeps it for HUB_LIST_TTL_S, so an unreachable Hub costs one
-short wait and one caption."""
+short wait and one caption. The built-in models (``reflect_core.ml.builtin``: shipped in the
+package, trained on the default prior) are listed after the user's own, for every user, tagged
+"built-in", with their model card; they are never deletable and never written to."""
 
 from __future__ import annotations
 
@@ -21,11 +23,13 @@ from reflect_core.accounts.limits import LimitError, check_upload_size
 from reflect_core.analysis.measured import analyse_with_model, has_own_resolution, save_analysis
 from reflect_core.base.errors import ReflectError
 from reflect_core.formats.curves import csv_text
+from reflect_core.ml.builtin import BuiltinModel, builtin_models
 from reflect_core.ml.meta import ModelMeta
 from reflect_core.ml.predict import PredictError
-from reflect_core.store import user_files
+from reflect_core.store import user_curves, user_files
 from reflect_core.store.user_files import human_bytes
 from reflect_core.uploads import UploadError, validate_upload
+from reflect_core.uploads.curves import validate_curves
 from reflect_core.viz.figures import reflectivity_figure, sld_figure
 from ui.session import configured_hub, current_limits, current_user, rate_limit_per_minute, sees_everyone
 
@@ -65,6 +69,8 @@ def accept(upload, role: str):
     try:
         check_upload_size(upload.size, limits, upload.name)
         rate_limit.hit(user.name, "upload", rate_limit_per_minute("upload"))
+        if role == "curves":  # a measured-curve file of one data set or several (ORSO)
+            return validate_curves(upload.name, upload.getvalue(), limits.upload_bytes)
         return validate_upload(upload.name, upload.getvalue(), role, limits.upload_bytes)
     except (UploadError, LimitError, rate_limit.RateLimitError) as exc:
         st.error(f"Not kept: {exc}")
@@ -95,9 +101,9 @@ def delete(what: str, action, *args) -> None:
 def curve_row(name: str):
     """One stored curve on its own line, with a Delete button; its Curve, or None when it cannot be read."""
     c = st.columns([6, 1], vertical_alignment="center")
-    c[1].button("Delete", key=f"delete_curve_{name}", on_click=delete, args=(name, user_files.delete_curve, name))
+    c[1].button("Delete", key=f"delete_curve_{name}", on_click=delete, args=(name, user_curves.delete_curve, name))
     try:
-        curve = user_files.load_curve(user, name)
+        curve = user_curves.load_curve(user, name)
     except (ReflectError, OSError) as exc:
         c[0].error(f"**{name}** cannot be read: {exc}")
         return None
@@ -142,6 +148,23 @@ def model_card(entry: user_files.StoredModel) -> None:
                 args=(f"model '{record['name']}'", user_files.delete_model, record["id"], hub))
 
 
+def builtin_card(entry: BuiltinModel) -> None:
+    """A built-in model's card: no owner, no Delete button (it ships with the app, read-only)."""
+    st.markdown(f"**{entry.title}** · :green-badge[built-in] · trained on the default prior only")
+    if entry.error is not None:
+        st.error(f"This built-in model cannot be used: {entry.error}")
+        return
+    try:
+        st.caption(card_caption(entry.model_dir))
+    except Exception as exc:  # noqa: BLE001 - one damaged card must not take the page down
+        st.error(f"This built-in model cannot be read: {type(exc).__name__}: {exc}")
+        return
+    st.caption(entry.scope)
+    if card := entry.card():
+        with st.expander("Model card"):
+            st.markdown(card)
+
+
 hub, hub_problem = configured_hub()
 if error := st.session_state.pop(DELETE_ERROR, None):
     st.error(error)
@@ -173,14 +196,15 @@ with uploads_tab:
     st.subheader("Measured curves")
     curve_file = st.file_uploader("Text (Q, R[, dR[, dQ]] in Å⁻¹) or ORSO .ort", type=["txt", "dat", "csv", "ort"],
                                   key="up_curve")
-    if once(curve_file) and (accepted := accept(curve_file, "curve")):
-        try:  # the curve as the check parsed it is what is kept, and what every page reads back
-            kept = user_files.save_curve(user, curve_file.name, curve_file.getvalue(), accepted.content, limits=limits)
-            st.success(f"Kept as {kept}: {accepted.description}.")
+    if once(curve_file) and (accepted := accept(curve_file, "curves")):
+        try:  # each curve as the check parsed it is what is kept, and what every page reads back
+            kept = user_curves.save_curves(user, curve_file.name, curve_file.getvalue(), accepted.content,
+                                           limits=limits)
+            st.success(f"Kept as {', '.join(kept)}: {accepted.description}.")
         except (ReflectError, OSError) as exc:
             st.error(f"Not kept: {exc}")
     readable = {}  # name → Curve, for the Predict tab
-    for curve_name in user_files.curves(user):
+    for curve_name in user_curves.curves(user):
         if (curve := curve_row(curve_name)) is not None:
             readable[curve_name] = curve
 
@@ -219,27 +243,37 @@ if hub is not None:
 on_hub = {entry.record.get("run_id") for entry in hub_entries}
 entries = [e for e in user_files.models(user) if e.record.get("run_id") not in on_hub or not e.record.get("run_id")]
 entries += hub_entries
-models = [entry for entry in entries if entry.error is None]
+builtins = builtin_models()
+# The user's own usable models first (the newest is the default pick), then the built-in ones.
+models = [entry for entry in entries if entry.error is None] + [b for b in builtins if b.error is None]
 with models_tab:
     if hub_problem:
         st.caption(f"Models on the Hub are not listed: {hub_problem}")
     if not entries:
-        st.info("No models yet: train one, or upload one.")
+        st.info("No models yet of your own: train one, or upload one."
+                + (" The built-in model below works at once." if any(b.error is None for b in builtins) else ""))
     for entry in entries:
         with st.container(border=True):
             model_card(entry)
+    for entry in builtins:
+        with st.container(border=True):
+            builtin_card(entry)
 
 with predict_tab:
     if not models:
         st.info("No models yet: train one, or upload one.")
         st.stop()
-    names = [f"{e.record['name']} ({e.record['id']})" + (" · from the Hub" if e.hub else "") for e in models]
+    names = [f"{e.title} · built-in, default prior only" if isinstance(e, BuiltinModel)
+             else f"{e.record['name']} ({e.record['id']})" + (" · from the Hub" if e.hub else "") for e in models]
     pick = st.selectbox("Model", range(len(models)), format_func=names.__getitem__)
-    record, model_dir = models[pick].record, models[pick].model_dir
-    if models[pick].hub:
+    chosen = models[pick]
+    record, model_dir = chosen.record, chosen.model_dir
+    if isinstance(chosen, BuiltinModel):
+        st.caption(f"Built-in model: {chosen.scope}")
+    elif chosen.hub:
         try:
             with st.spinner("Downloading the model from the Hub…"):
-                model_dir = user_files.hub_model(user, models[pick], hub)
+                model_dir = user_files.hub_model(user, chosen, hub)
         except (ReflectError, OSError) as exc:
             st.error(f"The model cannot be downloaded from the Hub: {exc}")
             st.stop()
@@ -251,8 +285,8 @@ with predict_tab:
     try:
         model_dq = ModelMeta.read(model_dir).dq
         result = analyse_with_model(model_dir, curve)
-    except PredictError as exc:
-        st.error(str(exc))
+    except PredictError as exc:  # this curve is outside what the model reads: said, not an app error
+        st.warning(str(exc))
         st.info("To train a model that reads this curve, choose it under 'Match a measured curve' on the Train "
                 "page: the synthetic curves then cover its Q range with its resolution.")
         st.stop()

@@ -22,7 +22,7 @@ from reflect_core.ml.settings import (
 from reflect_core.ml.spec import SpecError, TrainSpec
 from reflect_core.physics.film import FilmError
 from reflect_core.physics.simulate import MAX_DQ, MAX_Q, PYREFLECT_DQ, PYREFLECT_NQ, PYREFLECT_QMAX, PYREFLECT_QMIN
-from reflect_core.store import records, user_files
+from reflect_core.store import records, user_curves, user_files
 from ui import film_editor
 from ui.bounds_editor import render_bounds_editor
 from ui.job_monitor import SELECTED, choose_run, render_monitor
@@ -90,7 +90,7 @@ def _match_curve(name: str) -> None:
     """Button callback: the Q settings below take the measured curve's range and resolution
     (the stored curve as its upload check parsed it: Q and dQ FWHM in Å⁻¹)."""
     try:
-        grid = matching_grid(user_files.load_curve(user, name))
+        grid = matching_grid(user_curves.load_curve(user, name))
     except (ReflectError, OSError) as exc:
         st.session_state["train_match_error"] = str(exc)
         return
@@ -105,7 +105,7 @@ def _match_curve(name: str) -> None:
 
 def render_curve_matcher() -> None:
     """Train for a measurement: a network only reads curves on its own Q range."""
-    names = user_files.curves(user)
+    names = user_curves.curves(user)
     if not names:
         return
     c = st.columns([3, 2], vertical_alignment="bottom")

@@ -15,7 +15,8 @@ import numpy as np
 from reflect_core.accounts.auth_config import hash_password
 from reflect_core.base.errors import ReflectError
 from reflect_core.base.job_protocol import PrintReporter
-from reflect_core.base.storage import read_bounded
+from reflect_core.base.storage import read_input_file
+from reflect_core.cli_fit import add_fit_parser
 from reflect_core.data.generate import NR_FILE, SLD_FILE, dataset_from_dict, generate
 from reflect_core.formats.arrays import load_npy, load_training_arrays
 from reflect_core.formats.curves import csv_text, q_grid, read_curve
@@ -47,17 +48,6 @@ def _write(path: str, text: str) -> None:
         Path(path).write_text(text)
     except OSError as exc:
         raise CliError(f"cannot write {path}: {exc.strerror}") from None
-
-
-def _read(path: str, limit: int) -> bytes:
-    """A file's bytes, refused past ``limit`` without reading more than that."""
-    try:
-        data = read_bounded(path, limit)
-    except OSError as exc:
-        raise CliError(f"cannot read {path}: {exc.strerror}") from None
-    if len(data) > limit:
-        raise CliError(f"{path}: larger than {limit:,} bytes")
-    return data
 
 
 def _film(path: str):
@@ -130,7 +120,8 @@ def cmd_analyse(args) -> None:
     from reflect_core.uploads import validate_upload
 
     # The same checks as an upload on the Models page: text or ORSO, units, R that is R.
-    curve = validate_upload(Path(args.curve).name, _read(args.curve, MAX_CURVE_BYTES), "curve", MAX_CURVE_BYTES)
+    raw = read_input_file(args.curve, MAX_CURVE_BYTES)
+    curve = validate_upload(Path(args.curve).name, raw, "curve", MAX_CURVE_BYTES)
     result = analyse_with_model(args.model_dir, curve.content)
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
@@ -148,12 +139,12 @@ def cmd_import_pyreflect(args) -> None:
     from reflect_core.uploads import validate_upload
     from reflect_core.uploads.pickled_stats import stats_from_pickled_npy
 
-    stats_name, stats_bytes = Path(args.stats).name, _read(args.stats, 10_000_000)
+    stats_name, stats_bytes = Path(args.stats).name, read_input_file(args.stats, 10_000_000)
     if Path(args.stats).suffix.lower() == ".npy":  # pyreflect's pickle: read in a separate, limited process
         stats = stats_from_pickled_npy(stats_name, stats_bytes)
     else:
         stats = validate_upload(stats_name, stats_bytes, "pyreflect_stats", 10_000_000).content
-    weights = _read(args.weights, MAX_WEIGHTS_BYTES)
+    weights = read_input_file(args.weights, MAX_WEIGHTS_BYTES)
     record = add_pyreflect_model(User(args.user), Path(args.weights).name, weights, stats)
     print(f"imported as '{record['name']}' (record {record['id']}) for user {args.user}")
 
@@ -244,6 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "resource-limited process), .json or .npz")
     imp.add_argument("--user", default="local", help="owner of the imported model (default: local)")
     imp.set_defaults(run=cmd_import_pyreflect)
+
+    add_fit_parser(sub)
 
     hasher = sub.add_parser("hash-password", help="print a bcrypt hash for the login YAML file")
     hasher.add_argument("--stdin", action="store_true", help="read the password from standard input")

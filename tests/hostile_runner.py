@@ -43,8 +43,9 @@ def _rss_kb(field: str, pid: str = "self") -> int:
 def keep(case: corpus.Case, user) -> None:
     """Check and keep the file exactly as its page does; ``ReflectError`` when refused."""
     from reflect_core.accounts.limits import SHARED, LimitError, check_film
-    from reflect_core.store import importer, user_files
+    from reflect_core.store import importer, user_curves, user_files
     from reflect_core.uploads import validate_upload
+    from reflect_core.uploads.curves import validate_curves
 
     max_bytes = SHARED.upload_bytes
 
@@ -56,9 +57,9 @@ def keep(case: corpus.Case, user) -> None:
         pair = {case.route: (case.name, case.data, accepted.content.shape),
                 partner_role: ("partner.npy", partner, other.content.shape)}
         user_files.save_array_pair(user, pair["nr"], pair["sld"], limits=SHARED)
-    elif case.route == "curve":
-        curve = validate_upload(case.name, case.data, "curve", max_bytes).content
-        user_files.save_curve(user, case.name, case.data, curve, limits=SHARED)
+    elif case.route == "curve":  # the Models page and the Analyse page: one data set or several (ORSO)
+        found = validate_curves(case.name, case.data, max_bytes).content
+        user_curves.save_curves(user, case.name, case.data, found, limits=SHARED)
     elif case.route == "model":
         validate_upload(case.name, case.data, "model", max_bytes)
         user_files.add_model_zip(user, case.name, case.data, max_bytes, limits=SHARED)

@@ -13,7 +13,7 @@ from streamlit_authenticator.utilities import Encryptor
 from reflect_core import jobs
 from reflect_core.accounts.access import User
 from reflect_core.accounts.auth_config import hash_password
-from reflect_core.store import history, user_files
+from reflect_core.store import history, user_curves, user_files
 
 APP = str(ROOT / "app.py")
 PASSWORDS = {"alice": "alice-password-1", "bob": "bob-password-1", "root": "root-password-1"}
@@ -120,14 +120,14 @@ def test_users_see_only_their_own_runs_and_records(login_file):
     import hostile_corpus
 
     curve = "0.01 0.5 0.01\n0.02 0.05 0.001\n0.03 0.005 0.0001\n".encode()
-    user_files.save_curve(User("alice"), "alice_secret_curve.txt", curve)
+    user_curves.save_curve(User("alice"), "alice_secret_curve.txt", curve)
     model = next(c for c in hostile_corpus.model_cases("/nonexistent") if c.name == "control.zip")
     user_files.add_model_zip(User("alice"), "alice_secret_model.zip", model.data, 10_000_000)
     bob.switch_page("app_pages/models.py").run()
     assert not bob.exception
     shown = " ".join(str(e.value) for kind in ("markdown", "caption", "info", "error", "selectbox")
                      for e in bob.get(kind) if hasattr(e, "value"))
-    assert "alice_secret" not in shown and user_files.curves(User("bob")) == []
+    assert "alice_secret" not in shown and user_curves.curves(User("bob")) == []
     assert any("No models yet" in i.value for i in bob.info)
     alice.switch_page("app_pages/models.py").run()  # the control: alice does see hers
     assert any("alice_secret_curve" in str(m.value) for m in alice.markdown)

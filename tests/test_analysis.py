@@ -26,7 +26,7 @@ from reflect_core.formats.curves import Curve, csv_text, parse_curve, read_curve
 from reflect_core.physics.presets import DEFAULT_FILM, PRESETS
 from reflect_core.physics.reflectivity import reflectivity
 from reflect_core.physics.simulate import film_profile
-from reflect_core.store import history, user_files
+from reflect_core.store import history, user_curves
 from reflect_core.store.bundles import build_bundle, bundle_parts
 from reflect_core.store.importer import import_bundle
 from reflect_core.store.records import record_dir
@@ -153,7 +153,7 @@ def test_save_from_the_models_page_and_view_it_in_history(data):
     meta = json.loads((record_dir(model) / "model" / "model.json").read_text())
     q = np.asarray(meta["q"])
     r = reflectivity(DEFAULT_FILM.beam_array()[None], q, meta["dq"])[0]
-    user_files.save_curve(LOCAL_USER, "sample.txt", csv_text(["Q", "R", "dR"], [q, r, 0.05 * r]).encode())
+    user_curves.save_curve(LOCAL_USER, "sample.txt", csv_text(["Q", "R", "dR"], [q, r, 0.05 * r]).encode())
 
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
     at.run()

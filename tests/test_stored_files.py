@@ -35,7 +35,7 @@ from reflect_core.formats.curves import (
 from reflect_core.physics.presets import DEFAULT_FILM
 from reflect_core.physics.reflectivity import reflectivity
 from reflect_core.physics.simulate import film_profile
-from reflect_core.store import history, user_files
+from reflect_core.store import history, user_curves, user_files
 from reflect_core.store.records import record_dir
 from reflect_core.uploads import UploadError, validate_upload
 
@@ -86,9 +86,9 @@ def nr_array(q=Q, n=3) -> np.ndarray:
 
 def test_orso_in_inverse_nm_with_sigma_resolution_is_kept_in_inverse_angstrom_and_fwhm():
     text = orso_text()
-    name = user_files.save_curve(ALICE, "run 7.ort", text.encode())
-    assert name == "run_7.ort" and user_files.curves(ALICE) == [name]
-    curve = user_files.load_curve(ALICE, name)
+    name = user_curves.save_curve(ALICE, "run 7.ort", text.encode())
+    assert name == "run_7.ort" and user_curves.curves(ALICE) == [name]
+    curve = user_curves.load_curve(ALICE, name)
     np.testing.assert_allclose(curve.q, Q, rtol=1e-15)  # 0.1 … 2 nm⁻¹ in the file
     np.testing.assert_allclose(curve.dq, 0.01 * Q * FWHM_PER_SIGMA, rtol=1e-15)  # σ → FWHM
     np.testing.assert_allclose(curve.dr, 0.05 * curve.r, rtol=1e-15)
@@ -110,9 +110,9 @@ def test_five_column_orso_and_columns_found_by_name():
     curve = validate_upload("five.ort", orso_text(unit="1/angstrom").encode(), "curve", LIMIT).content
     np.testing.assert_allclose(curve.q, Q)
     np.testing.assert_allclose(curve.dq, 0.01 * Q * FWHM_PER_SIGMA)
-    name = user_files.save_curve(ALICE, "five.ort", orso_text().encode(), curve)
-    assert user_files.load_curve(ALICE, name).q.size == Q.size
-    assert user_files.load_curve(ALICE, name).dq[0] == pytest.approx(0.01 * Q[0] * FWHM_PER_SIGMA)
+    name = user_curves.save_curve(ALICE, "five.ort", orso_text().encode(), curve)
+    assert user_curves.load_curve(ALICE, name).q.size == Q.size
+    assert user_curves.load_curve(ALICE, name).dq[0] == pytest.approx(0.01 * Q[0] * FWHM_PER_SIGMA)
 
 
 def test_canonical_form_round_trips_exactly_and_refuses_damage():
@@ -136,8 +136,8 @@ def test_a_byte_order_mark_before_the_data_is_read_past(raw, tmp_path):
     np.testing.assert_array_equal(curve.q, [0.01, 0.02])
     (tmp_path / "bom.csv").write_bytes(raw if isinstance(raw, bytes) else raw.encode())
     np.testing.assert_array_equal(read_curve(tmp_path / "bom.csv").r, [1, 0.5])
-    name = user_files.save_curve(ALICE, "bom.csv", raw if isinstance(raw, bytes) else raw.encode())
-    np.testing.assert_array_equal(user_files.load_curve(ALICE, name).q, [0.01, 0.02])
+    name = user_curves.save_curve(ALICE, "bom.csv", raw if isinstance(raw, bytes) else raw.encode())
+    np.testing.assert_array_equal(user_curves.load_curve(ALICE, name).q, [0.01, 0.02])
 
 
 def test_curves_kept_as_plain_files_are_moved_and_parsed_once_with_the_upload_parser():
@@ -146,30 +146,30 @@ def test_curves_kept_as_plain_files_are_moved_and_parsed_once_with_the_upload_pa
     (legacy / "old.ort").write_text(orso_text())
     (legacy / "bom.txt").write_bytes(b"\xef\xbb\xbf0.01 1 0.1\n0.02 0.5 0.05\n")
     (legacy / "broken.txt").write_bytes(b"0.01 1\n0.02 abc\n")
-    assert sorted(user_files.curves(ALICE)) == ["bom.txt", "broken.txt", "old.ort"]
+    assert sorted(user_curves.curves(ALICE)) == ["bom.txt", "broken.txt", "old.ort"]
     assert not any(p.is_file() for p in legacy.iterdir())  # every plain file moved into its folder
-    curve = user_files.load_curve(ALICE, "old.ort")
+    curve = user_curves.load_curve(ALICE, "old.ort")
     np.testing.assert_allclose(curve.q, Q)
     np.testing.assert_allclose(curve.dq, 0.01 * Q * FWHM_PER_SIGMA)
     assert (legacy / "old.ort" / "curve.csv").is_file()  # parsed once; read from the canonical form after
-    assert user_files.load_curve(ALICE, "bom.txt").dr[1] == 0.05
+    assert user_curves.load_curve(ALICE, "bom.txt").dr[1] == 0.05
     with pytest.raises(UploadError, match="broken.txt, line 2: not numbers"):
-        user_files.load_curve(ALICE, "broken.txt")
-    assert user_files.original_file(ALICE, "broken.txt").read_bytes() == b"0.01 1\n0.02 abc\n"
-    user_files.delete_curve(ALICE, "broken.txt")
-    assert sorted(user_files.curves(ALICE)) == ["bom.txt", "old.ort"]
+        user_curves.load_curve(ALICE, "broken.txt")
+    assert user_curves.original_file(ALICE, "broken.txt").read_bytes() == b"0.01 1\n0.02 abc\n"
+    user_curves.delete_curve(ALICE, "broken.txt")
+    assert sorted(user_curves.curves(ALICE)) == ["bom.txt", "old.ort"]
     for bad in ("../alice", ".hidden", "a/b"):
         with pytest.raises(ValueError):
-            user_files.load_curve(ALICE, bad)
+            user_curves.load_curve(ALICE, bad)
     with pytest.raises(NotFound):
-        user_files.load_curve(User("bob"), "old.ort")  # nothing is shared between users
+        user_curves.load_curve(User("bob"), "old.ort")  # nothing is shared between users
 
 
 def test_a_second_upload_of_one_name_gets_its_own_name():
-    first = user_files.save_curve(ALICE, "a.txt", b"0.01 1\n0.02 0.5\n")
-    second = user_files.save_curve(ALICE, "a.txt", b"0.01 1\n0.03 0.5\n")
+    first = user_curves.save_curve(ALICE, "a.txt", b"0.01 1\n0.02 0.5\n")
+    second = user_curves.save_curve(ALICE, "a.txt", b"0.01 1\n0.03 0.5\n")
     assert (first, second) == ("a.txt", "a-1.txt")
-    assert user_files.load_curve(ALICE, second).q[1] == 0.03
+    assert user_curves.load_curve(ALICE, second).q[1] == 0.03
 
 
 def test_analyses_keep_the_canonical_curve_and_old_ones_with_orso_still_read_in_our_units():
@@ -212,15 +212,15 @@ def test_measured_r_in_percent_counts_or_log10_is_refused(filename, data, words)
         validate_upload(filename, data, "curve", LIMIT)
     assert str(refused.value).startswith(filename)
     with pytest.raises(UploadError):
-        user_files.save_curve(ALICE, filename, data)
-    assert user_files.curves(ALICE) == []
+        user_curves.save_curve(ALICE, filename, data)
+    assert user_curves.curves(ALICE) == []
 
 
 def test_real_data_with_a_few_negative_r_and_repeated_q_is_accepted(shared_data_path):
     curve = validate_upload(shared_data_path.name, shared_data_path.read_bytes(), "curve", LIMIT).content
     assert np.sum(curve.r < 0) == 2 and np.unique(curve.q).size < curve.q.size
-    name = user_files.save_curve(ALICE, shared_data_path.name, shared_data_path.read_bytes(), curve)
-    back = user_files.load_curve(ALICE, name)
+    name = user_curves.save_curve(ALICE, shared_data_path.name, shared_data_path.read_bytes(), curve)
+    back = user_curves.load_curve(ALICE, name)
     np.testing.assert_array_equal(back.q, curve.q)
     np.testing.assert_array_equal(back.dq, curve.dq)
 
@@ -262,7 +262,7 @@ def test_bytes_after_the_array_are_refused(tmp_path):
 
 
 def test_usage_counts_uploads_runs_and_analyses_of_the_user_only():
-    user_files.save_curve(ALICE, "a.txt", b"0.01 1\n0.02 0.5\n")
+    user_curves.save_curve(ALICE, "a.txt", b"0.01 1\n0.02 0.5\n")
     run = data_dir() / "runs" / "r1"
     run.mkdir(parents=True)
     (run / "state.json").write_text(json.dumps({"owner": "alice", "backend": "local", "state": "completed"}))
@@ -280,22 +280,22 @@ def test_usage_counts_uploads_runs_and_analyses_of_the_user_only():
 
 
 def test_a_save_over_the_quota_is_refused_naming_used_limit_and_size():
-    user_files.save_curve(ALICE, "a.txt", b"0.01 1\n0.02 0.5\n")
+    user_curves.save_curve(ALICE, "a.txt", b"0.01 1\n0.02 0.5\n")
     used = user_files.usage_bytes(ALICE)
     tight = dataclasses.replace(SHARED, storage_bytes=used + 100)
     data = text_curve(R)
     with pytest.raises(LimitError) as refused:
-        user_files.save_curve(ALICE, "b.txt", data, limits=tight)
+        user_curves.save_curve(ALICE, "b.txt", data, limits=tight)
     message = str(refused.value)
     assert isinstance(refused.value, user_files.QuotaError)
     assert "b.txt" in message and user_files.human_bytes(used) in message
     assert user_files.human_bytes(used + 100) in message and "kB" in message  # the size refused
-    assert user_files.curves(ALICE) == ["a.txt"] and user_files.usage_bytes(ALICE) == used
+    assert user_curves.curves(ALICE) == ["a.txt"] and user_files.usage_bytes(ALICE) == used
     with pytest.raises(user_files.QuotaError):
         user_files.save_array_pair(ALICE, ("n.npy", b"0" * 200, (1, 2, 3)), ("s.npy", b"", (1, 2, 3)), limits=tight)
     assert user_files.array_sets(ALICE) == []
     roomy = dataclasses.replace(SHARED, storage_bytes=used + 10_000)
-    assert user_files.save_curve(ALICE, "b.txt", data, limits=roomy) == "b.txt"
+    assert user_curves.save_curve(ALICE, "b.txt", data, limits=roomy) == "b.txt"
 
 
 # --- the Models page: every curve and model on its own -------------------------------------------------------------
@@ -328,8 +328,8 @@ def test_broken_curve_and_model_show_an_error_with_delete_and_the_page_still_wor
     meta = json.loads((record_dir(model) / "model" / "model.json").read_text())
     q = np.asarray(meta["q"])
     r = reflectivity(DEFAULT_FILM.beam_array()[None], q, meta["dq"])[0]
-    good = user_files.save_curve(LOCAL_USER, "five.ort", orso_text(q=q, r=r).encode())  # 1/nm, 5 columns
-    broken = user_files.save_curve(LOCAL_USER, "broken.txt", b"0.01 1\n0.02 0.5\n")
+    good = user_curves.save_curve(LOCAL_USER, "five.ort", orso_text(q=q, r=r).encode())  # 1/nm, 5 columns
+    broken = user_curves.save_curve(LOCAL_USER, "broken.txt", b"0.01 1\n0.02 0.5\n")
     (data_dir() / "uploads" / "local" / "curves" / broken / "curve.csv").write_text("garbage")
     damaged, _ = broken_model_records()
 
@@ -350,7 +350,7 @@ def test_broken_curve_and_model_show_an_error_with_delete_and_the_page_still_wor
 
     at.button(key=f"delete_curve_{broken}").click().run()
     assert not at.exception, at.exception
-    assert user_files.curves(LOCAL_USER) == [good]
+    assert user_curves.curves(LOCAL_USER) == [good]
     at.button(key=f"delete_model_{damaged['id']}").click().run()
     assert not at.exception, at.exception
     assert damaged["id"] not in {m.record["id"] for m in user_files.models(LOCAL_USER)}

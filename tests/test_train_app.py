@@ -109,10 +109,10 @@ def test_match_a_measured_curve_sets_q_range_and_resolution(app):
 
     from reflect_core.accounts.access import LOCAL_USER
     from reflect_core.formats.curves import csv_text
-    from reflect_core.store import user_files
+    from reflect_core.store import user_curves
 
     q = np.geomspace(0.00835, 0.269, 120)
-    user_files.save_curve(LOCAL_USER, "run212592.txt",
+    user_curves.save_curve(LOCAL_USER, "run212592.txt",
                           csv_text(["Q", "R", "dR", "dQ"], [q, 1e-4 / q, 1e-5 / q, 0.028 * q]).encode())
     app.run()
     [matcher] = [s for s in app.selectbox if s.label.startswith("Match a measured curve")]

@@ -1,4 +1,5 @@
-"""The prior editor: which film parameters vary during generation, and within what range."""
+"""The bounds editor: which film parameters vary (drawn for a training prior on the Train page, fitted
+on the Analyse page), and within what range. Each page keeps its own table (``prefix``)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,15 @@ from reflect_core.physics.presets import DEFAULT_BOUNDS, DEFAULT_FILM
 TABLE = "train_bounds_table"
 TABLE_FILM = "train_bounds_film"
 EDITOR = "train_bounds_editor"
+# What the columns mean on each page that uses the editor: the film's value, and what "vary" does.
+PURPOSES = {"train": ("The value in the explorer's film.", "Draw this parameter from [min, max]."),
+            "fit": ("The start of the fit.", "Fit this parameter within [min, max]; unticked, it stays fixed.")}
+
+
+def _keys(prefix: str) -> tuple[str, str, str]:
+    """(table, its film, the editor widget) session keys of the page ``prefix``."""
+    return (TABLE, TABLE_FILM, EDITOR) if prefix == "train" else tuple(
+        f"{prefix}_bounds_{part}" for part in ("table", "film", "editor"))
 
 
 def _initial_bounds(film: Film) -> dict:
@@ -41,34 +51,37 @@ def _position(table: pd.DataFrame) -> pd.Series:
     return ((value - low) / span).clip(0, 1).fillna(0.5)
 
 
-def restore_bounds(film: Film, bounds: list[dict]) -> None:
+def restore_bounds(film: Film, bounds: list[dict], prefix: str = "train") -> None:
     """Show exactly these bounds (pyreflect's ``layer_bound`` form) for ``film`` next time."""
+    table_key, film_key, editor_key = _keys(prefix)
     chosen = {(b["i"], b["par"]): Bound(b["i"], b["par"], *b["bounds"]) for b in bounds}
-    st.session_state[TABLE], st.session_state[TABLE_FILM] = _table(film, chosen), film.to_json()
-    st.session_state.pop(EDITOR, None)  # edits made in the table before belong to the old one
+    st.session_state[table_key], st.session_state[film_key] = _table(film, chosen), film.to_json()
+    st.session_state.pop(editor_key, None)  # edits made in the table before belong to the old one
 
 
-def render_bounds_editor(film: Film) -> list[dict]:
+def render_bounds_editor(film: Film, prefix: str = "train") -> list[dict]:
     """The bounds the user chose, in pyreflect's ``layer_bound`` form."""
+    table_key, film_key, editor_key = _keys(prefix)
+    value_help, vary_help = PURPOSES.get(prefix, PURPOSES["train"])
     signature = film.to_json()
-    if st.session_state.get(TABLE_FILM) != signature:
+    if st.session_state.get(film_key) != signature:
         # The film changed in the explorer: keep ranges the user set for parameters that still exist.
-        old = st.session_state.get(TABLE)
+        old = st.session_state.get(table_key)
         table = _table(film, _initial_bounds(film))
         if old is not None and len(old) == len(table) and list(old["parameter"]) == list(table["parameter"]):
             table[["vary", "min", "max"]] = old[["vary", "min", "max"]].values
-        st.session_state[TABLE], st.session_state[TABLE_FILM] = table, signature
-    table = st.session_state[TABLE].copy()
+        st.session_state[table_key], st.session_state[film_key] = table, signature
+    table = st.session_state[table_key].copy()
     table["value in range"] = _position(table)
     edited = st.data_editor(
         table,
-        key=EDITOR,
+        key=editor_key,
         hide_index=True,
         width="stretch",
         disabled=["layer", "parameter", "value", "value in range"],
         column_config={
-            "value": st.column_config.NumberColumn("film value", help="The value in the explorer's film."),
-            "vary": st.column_config.CheckboxColumn("vary", help="Draw this parameter from [min, max]."),
+            "value": st.column_config.NumberColumn("film value", help=value_help),
+            "vary": st.column_config.CheckboxColumn("vary", help=vary_help),
             # One range per column, so the widest field's; each field's own bound is checked by
             # the dataset (data.generate), which names it.
             "min": st.column_config.NumberColumn("min", format="%.4g", min_value=-MAX_SLD,
@@ -80,7 +93,7 @@ def render_bounds_editor(film: Film) -> list[dict]:
                 help="Where the film's own value sits between min and max."),
         },
     )
-    st.session_state[TABLE] = edited.drop(columns=["value in range"])
+    st.session_state[table_key] = edited.drop(columns=["value in range"])
     bounds = []
     for (i, par), row in zip(free_parameters(film), edited.itertuples()):
         if row.vary:

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from reflect_core.accounts.access import User, validate_username
+from reflect_core.analysis.fit.stats import chi2_reduced
 from reflect_core.base.errors import ReflectError
 from reflect_core.base.storage import atomic_write_bytes, data_dir
 from reflect_core.formats.curves import (
@@ -90,13 +91,12 @@ def agreement(curve: Curve, r_calc: np.ndarray) -> dict:
     if curve.dr is not None:
         used = curve.dr > 0
         r, r_calc, dr = r[used], r_calc[used], curve.dr[used]
-        if r.size:
-            out["chi2_reduced"] = float(np.mean(((r - r_calc) / dr) ** 2))
+        out["chi2_reduced"] = chi2_reduced(r, r_calc, dr, 0)  # a plain prediction: p = 0
         fitted = scale_and_background(r, r_calc, dr) if r.size > 2 else None
         if fitted is not None:
             scale, background = fitted
             out.update(scale=scale, background=background,
-                       chi2_reduced_scaled=float(np.sum(((r - scale * r_calc - background) / dr) ** 2) / (r.size - 2)))
+                       chi2_reduced_scaled=chi2_reduced(r, scale * r_calc + background, dr, 2))
     return out
 
 

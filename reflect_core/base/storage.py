@@ -13,7 +13,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from reflect_core.base.errors import ReflectError
+from reflect_core.base.errors import InvalidInput, ReflectError
 
 
 class StorageError(ReflectError):
@@ -86,3 +86,15 @@ def read_bounded(path, limit: int) -> bytes:
     without reading a huge file into memory. OSError propagates for the caller to word."""
     with open(path, "rb") as handle:
         return handle.read(limit + 1)
+
+
+def read_input_file(path, limit: int) -> bytes:
+    """A file a command was given, refused past ``limit`` without reading more than that; InvalidInput
+    naming the file when it cannot be read or is too big."""
+    try:
+        data = read_bounded(path, limit)
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {path}: {exc.strerror}") from None
+    if len(data) > limit:
+        raise InvalidInput(f"{path}: larger than {limit:,} bytes")
+    return data

@@ -232,11 +232,13 @@ def delete(run_id: str, user: User = LOCAL_USER) -> None:
 # ---- the worker's side (a worker that can see the run's files) ------------------------------------
 
 
-def claim(path: Path, ref: str | None = None) -> Claim:
+def claim(path: Path, ref: str | None = None, home: Path | None = None) -> Claim:
     """Called by the worker the scheduler launched for this run directory. ``ref`` is the worker's
-    own ref on its backend (default: this process's pid, the local backend's ref)."""
-    if path.resolve().parent != runs_dir().resolve():
-        raise JobError(f"{path} is not a run directory in {runs_dir()} (is REFLECT_DATA_DIR the same?)")
+    own ref on its backend (default: this process's pid, the local backend's ref). ``home``: the
+    folder the run directory must lie in (default: the run store's; a fit runner's is its owner's)."""
+    home = runs_dir() if home is None else home
+    if path.resolve().parent != home.resolve():
+        raise JobError(f"{path} is not a run directory in {home} (is REFLECT_DATA_DIR the same?)")
     ref = str(os.getpid()) if ref is None else ref
     with locked():
         state = read_state(path)

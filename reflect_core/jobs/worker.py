@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 from reflect_core import jobs
@@ -137,14 +138,22 @@ class Heartbeat(threading.Thread):
         self.join()
 
 
-def run_pipeline(claimed: jobs.Claim, reporter: FileReporter, control: FileControl) -> dict:
-    """The outcome as keyword arguments for ``jobs.finish``."""
-    try:
-        from reflect_core.ml.pipeline import run_job  # here, so that a pipeline that cannot load fails the job
+Work = Callable[[jobs.Claim, FileReporter, FileControl], dict]
 
-        # Bound to the run's owner: uploaded arrays resolve inside their own folder only.
-        spec = TrainSpec.parse(claimed.spec).check_owner(claimed.owner)
-        result = run_job(spec, claimed.run_dir, reporter, control)
+
+def train(claimed: jobs.Claim, reporter: FileReporter, control: FileControl) -> dict:
+    """A training job: the result summary that goes into state.json."""
+    from reflect_core.ml.pipeline import run_job  # here, so that a pipeline that cannot load fails the job
+
+    # Bound to the run's owner: uploaded arrays resolve inside their own folder only.
+    spec = TrainSpec.parse(claimed.spec).check_owner(claimed.owner)
+    return run_job(spec, claimed.run_dir, reporter, control)
+
+
+def run_pipeline(claimed: jobs.Claim, reporter: FileReporter, control: FileControl, work: Work = train) -> dict:
+    """The outcome of ``work`` as keyword arguments for ``jobs.finish``."""
+    try:
+        result = work(claimed, reporter, control)
         json.dumps(result)  # the result summary goes into state.json
     except Paused as exc:
         reporter.log(f"paused: {exc}")
@@ -159,6 +168,24 @@ def run_pipeline(claimed: jobs.Claim, reporter: FileReporter, control: FileContr
     return {"outcome": "completed", "result": result}
 
 
+def attend(claimed: jobs.Claim, work: Work = train) -> None:
+    """Run ``work`` for a claimed run: progress and log to its files, a heartbeat every second,
+    pause/stop from control.json (SIGTERM counts as stop), and the outcome into its state.json.
+    Also the body of other runners of run directories (``analysis.fit_runs.runner``)."""
+    reporter = FileReporter(claimed.run_dir)
+    control = FileControl(claimed.run_dir)
+    # Only a flag: a handler that wrote files could deadlock on the reporter's lock.
+    signal.signal(signal.SIGTERM, lambda signum, frame: control.force_stop())
+    reporter.log(f"attempt {claimed.attempt} started (worker pid {os.getpid()})")
+    heartbeat = Heartbeat(reporter, claimed)
+    heartbeat.start()
+    outcome = run_pipeline(claimed, reporter, control, work)
+    heartbeat.stop()  # before finish: once the state is final, the heartbeat would take the run for lost
+    reporter.flush()
+    if not jobs.finish(claimed, **outcome):
+        print(f"run {claimed.run_id}: the scheduler gave up on this attempt; outcome not recorded", file=sys.stderr)
+
+
 def main() -> int:
     if len(sys.argv) != 2:
         print("usage: python -m reflect_core.jobs.worker RUN_DIR", file=sys.stderr)
@@ -168,18 +195,7 @@ def main() -> int:
     except (jobs.JobError, StorageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    reporter = FileReporter(claimed.run_dir)
-    control = FileControl(claimed.run_dir)
-    # Only a flag: a handler that wrote files could deadlock on the reporter's lock.
-    signal.signal(signal.SIGTERM, lambda signum, frame: control.force_stop())
-    reporter.log(f"attempt {claimed.attempt} started (worker pid {os.getpid()})")
-    heartbeat = Heartbeat(reporter, claimed)
-    heartbeat.start()
-    outcome = run_pipeline(claimed, reporter, control)
-    heartbeat.stop()  # before finish: once the state is final, the heartbeat would take the run for lost
-    reporter.flush()
-    if not jobs.finish(claimed, **outcome):
-        print(f"run {claimed.run_id}: the scheduler gave up on this attempt; outcome not recorded", file=sys.stderr)
+    attend(claimed)
     jobs.tick()
     return 0
 

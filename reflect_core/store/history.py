@@ -8,7 +8,7 @@ closes it before returning; no instance outlives one operation.
 A record::
 
     {"id": 12 hex digits, "owner": user name, "name": 1-80 characters,
-     "kind": "training" | "film" | "analysis" | "import",
+     "kind": "training" | "film" | "analysis" | "import" | "fit",
      "created": Unix seconds, "updated": Unix seconds,
      "params": dict, "summary": dict (metrics, timings, sizes),
      "files": directory relative to data_dir() or None, "run_id": str or None}
@@ -39,7 +39,7 @@ from reflect_core.accounts.access import User, check_owner
 from reflect_core.base.errors import InvalidInput, NotFound, ReflectError
 from reflect_core.base.storage import StorageError, atomic_write_json, data_dir, read_json
 
-KINDS = ("training", "film", "analysis", "import")
+KINDS = ("training", "film", "analysis", "import", "fit")
 NAME_MAX = 80
 LOCK_TIMEOUT_S = 30.0
 # Operations take milliseconds; filelock's default 50 ms poll would dominate under contention.

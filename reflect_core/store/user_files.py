@@ -1,14 +1,9 @@
 """Where each user's accepted uploads live (``uploads/<user>/``), how one is written
-(a sanitised name, never overwriting), the measured curves in their one canonical form,
-the models a user can predict with, deleting either, and the storage each user uses
-against their quota. Every file here already passed ``uploads.validate_upload``.
+(a sanitised name, never overwriting), the training arrays and the models a user can predict
+with, deleting either, and the storage each user uses against their quota. Every file here
+already passed ``uploads.validate_upload``.
 
-A measured curve is ``uploads/<user>/curves/<name>/``: ``curve.csv``, the validated
-``Curve`` in ``formats.curves``' canonical form (Q and dQ FWHM in Å⁻¹), which every reader
-loads (``load_curve``), and ``original<ext>``, the upload as it came, kept only for
-download and provenance. A curve kept before this layout (a plain file in ``curves/``)
-is moved into one when the curves are listed, and parsed once with the upload parser
-when it is first loaded.
+Measured curves, in their one canonical form, are ``store.user_curves``' (built on this module).
 """
 
 from __future__ import annotations
@@ -25,25 +20,22 @@ from pathlib import Path
 
 from reflect_core.accounts.access import User, validate_username
 from reflect_core.accounts.limits import MB, LimitError, Limits
-from reflect_core.base.errors import InvalidInput, NotFound, ReflectError
-from reflect_core.base.storage import atomic_write_bytes, atomic_write_json, data_dir, read_bounded
+from reflect_core.base.errors import NotFound, ReflectError
+from reflect_core.base.storage import atomic_write_bytes, atomic_write_json, data_dir
 from reflect_core.data.generate import NR_FILE, SLD_FILE
-from reflect_core.formats.curves import Curve, CurveError, canonical_text, parse_canonical
 from reflect_core.jobs.runfiles import all_runs
 from reflect_core.ml.meta import META, ModelMeta
 from reflect_core.ml.model_store import WEIGHTS
 from reflect_core.store import history, records
 from reflect_core.store.bundles import directory_size
 from reflect_core.store.hub import hub_cache_dir
-from reflect_core.uploads import UploadError, import_pyreflect_model, unpack_model_zip, validate_upload
-from reflect_core.uploads.curves import measured_curve
+from reflect_core.uploads import UploadError, import_pyreflect_model, unpack_model_zip
 
 ARRAYS_INFO = "arrays.json"
 MAX_NAME_CHARS = 100
-CURVE_FILE, ORIGINAL_STEM = "curve.csv", "original"
 MAX_ORIGINAL_BYTES = 200 * MB  # the largest upload any profile allows
 MODEL_SOURCES = ("uploaded model", "pyreflect weights")
-_STORED_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")  # what safe_filename makes
+STORED_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")  # what safe_filename makes
 
 
 class QuotaError(LimitError):
@@ -68,7 +60,7 @@ def safe_filename(filename: str) -> str:
     return stem[:MAX_NAME_CHARS] + suffix[:16] if stem else "upload"
 
 
-def _claim_free_name(folder: Path, name: str, directory: bool = False) -> Path:
+def claim_free_name(folder: Path, name: str, directory: bool = False) -> Path:
     """Create an empty file (or folder) ``name`` (or ``stem-1.ext``, ``stem-2.ext``, …) that did not exist;
     O_EXCL (mkdir) makes the claim atomic, so two uploads of one name never overwrite each other."""
     stem, suffix = os.path.splitext(name)
@@ -97,7 +89,7 @@ def save_accepted(user_dir, filename: str, data: bytes) -> Path:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        target = _claim_free_name(folder, safe_filename(filename))
+        target = claim_free_name(folder, safe_filename(filename))
         try:
             os.replace(tmp, target)
         except BaseException:
@@ -113,10 +105,11 @@ def save_accepted(user_dir, filename: str, data: bytes) -> Path:
 
 def usage_bytes(user: User) -> int:
     """Bytes of every file that is the user's: ``uploads/<user>/`` (curves, arrays, models), their
-    analyses (``history/analyses/<user>/``), their runs (``runs/<id>/`` whose state names them the
-    owner) and the folders of their history records (imports). A file is counted once."""
+    analyses (``history/analyses/<user>/``), their background fits (``fits/<user>/``, kept by
+    ``analysis.fit_runs``), their runs (``runs/<id>/`` whose state names them the owner) and the folders
+    of their history records (imports, saved fits). A file is counted once."""
     root, name = data_dir(), validate_username(user.name)
-    tops = [root / "uploads" / name, root / "history" / "analyses" / name]
+    tops = [root / "uploads" / name, root / "history" / "analyses" / name, root / "fits" / name]
     tops += [path for path, state in all_runs() if state.get("owner") == name]
     tops += [root / r["files"] for r in history.list_records(user) if r["owner"] == name and r.get("files")]
     seen, total = set(), 0
@@ -189,119 +182,6 @@ def array_sets(user: User) -> list[tuple[str, dict]]:
     for info in sorted(upload_dir(user, "arrays").glob(f"*/{ARRAYS_INFO}"), reverse=True):
         found.append((str(info.parent.relative_to(data_dir())), json.loads(info.read_text())))
     return found
-
-
-# --- measured curves ------------------------------------------------------------------------------------------------
-
-
-def save_curve(user: User, filename: str, data: bytes, curve: Curve | None = None,
-               limits: Limits | None = None) -> str:
-    """Keep an accepted measured curve: ``curve`` is what the upload check returned (parsed
-    here from ``data`` when not given), written in the canonical form beside the original.
-    Returns the name it is kept (and listed, and loaded) under."""
-    if curve is None:
-        curve = validate_upload(filename, data, "curve", MAX_ORIGINAL_BYTES).content
-    canonical = canonical_text(curve).encode()
-    if limits is not None:
-        check_quota(user, limits, len(data) + len(canonical), filename)
-    return _keep_curve(upload_dir(user, "curves"), safe_filename(filename), data, canonical)
-
-
-def _keep_curve(folder: Path, name: str, original: bytes | Path, canonical: bytes | None) -> str:
-    """Build the curve's folder under a temporary name, then give it a free name in one step.
-    ``original`` as a path is moved in (a file kept before this layout), else written."""
-    tmp = Path(tempfile.mkdtemp(dir=folder, prefix=".new-"))
-    moved = tmp / (ORIGINAL_STEM + os.path.splitext(name)[1].lower()[:16])
-    try:
-        if isinstance(original, Path):
-            os.replace(original, moved)  # one process wins a legacy file; the others find it gone
-        else:
-            atomic_write_bytes(moved, original)
-        if canonical is not None:
-            atomic_write_bytes(tmp / CURVE_FILE, canonical)
-        target = _claim_free_name(folder, name, directory=True)
-        os.replace(tmp, target)  # onto the empty folder just claimed: atomic
-        return target.name
-    except BaseException:
-        if isinstance(original, Path) and moved.exists():
-            os.replace(moved, original)  # never lose a kept file
-        raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _migrate_plain_files(folder: Path) -> None:
-    """Curves kept as plain files (before the canonical form) each get their folder; they are
-    parsed when first loaded."""
-    for path in sorted(folder.iterdir()):
-        if path.name.startswith(".") or path.is_symlink() or not path.is_file():
-            continue
-        try:
-            _keep_curve(folder, safe_filename(path.name), path, None)
-        except FileNotFoundError:
-            continue  # another process moved it first
-
-
-def _uploaded_at(folder: Path) -> float:
-    originals = sorted(folder.glob(ORIGINAL_STEM + "*"))
-    return (originals[0] if originals else folder).stat().st_mtime
-
-
-def curves(user: User) -> list[str]:
-    """The names of the user's measured curves, newest first (unreadable ones included:
-    ``load_curve`` says why)."""
-    folder = upload_dir(user, "curves")
-    _migrate_plain_files(folder)
-    found = []
-    for path in folder.iterdir():
-        try:
-            if _STORED_NAME.fullmatch(path.name) and path.is_dir() and any(path.iterdir()):  # empty: being claimed
-                found.append((_uploaded_at(path), path.name))
-        except OSError:
-            continue  # deleted while listing
-    return [name for _, name in sorted(found, reverse=True)]
-
-
-def _curve_folder(user: User, name: str) -> Path:
-    if not isinstance(name, str) or not _STORED_NAME.fullmatch(name):
-        raise InvalidInput(f"{name!r} is not the name of a stored curve")
-    folder = upload_dir(user, "curves") / name
-    if not folder.is_dir():
-        raise NotFound(f"{user.name} has no measured curve {name!r}")
-    return folder
-
-
-def load_curve(user: User, name: str) -> Curve:
-    """A stored measured curve, from its canonical form (Q and dQ FWHM in Å⁻¹, sorted by Q).
-    A curve kept before the canonical form is parsed once with the upload parser and its
-    canonical form written. CurveError or UploadError (naming the curve) when it cannot be read."""
-    folder = _curve_folder(user, name)
-    try:
-        return parse_canonical((folder / CURVE_FILE).read_bytes(), name)
-    except FileNotFoundError:
-        pass
-    except OSError as exc:
-        raise CurveError(f"{name}: cannot be read ({exc.strerror})") from None
-    original = original_file(user, name)
-    if original is None:
-        raise CurveError(f"{name}: no curve data is stored")
-    try:
-        data = read_bounded(original, MAX_ORIGINAL_BYTES)
-    except OSError as exc:
-        raise CurveError(f"{name}: cannot be read ({exc.strerror})") from None
-    curve, _ = measured_curve(name, data, original.suffix.lower())
-    atomic_write_bytes(folder / CURVE_FILE, canonical_text(curve).encode())
-    return curve
-
-
-def original_file(user: User, name: str) -> Path | None:
-    """The curve's file as it was uploaded (for download and provenance, never for reading the curve)."""
-    originals = sorted(_curve_folder(user, name).glob(ORIGINAL_STEM + "*"))
-    return originals[0] if originals else None
-
-
-def delete_curve(user: User, name: str) -> None:
-    shutil.rmtree(_curve_folder(user, name))
 
 
 # --- models ---------------------------------------------------------------------------------------------------------

@@ -34,8 +34,14 @@ class LocalBackend(Backend):
         self._children: dict[int, subprocess.Popen] = {}
 
     def launch(self, run_dir: Path, spec: TrainSpec) -> str:
+        return self.spawn(run_dir, "reflect_core.jobs.worker")
+
+    def spawn(self, run_dir: Path, module: str) -> str:
+        """Start ``python -m module RUN_DIR`` in its own session (stdout and stderr appended to the run's
+        ``worker.out``); its pid as text. Other runners of run directories (the fit runner) start here too,
+        so that ``poll`` reaps them and ``kill`` ends them like training workers."""
         env = {**os.environ, "REFLECT_DATA_DIR": str(data_dir().resolve())}
-        command = [sys.executable, "-m", "reflect_core.jobs.worker", str(run_dir.resolve())]
+        command = [sys.executable, "-m", module, str(run_dir.resolve())]
         try:
             with open(run_dir / WORKER_OUT, "ab") as out:
                 child = subprocess.Popen(command, cwd=_REPO_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=out,

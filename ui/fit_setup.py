@@ -1,0 +1,120 @@
+"""What a fit varies besides the film's bounds: ties between parameters, the contrasts' ambient
+SLDs, scale and background, the resolution of curves without a dQ column; and the fit
+configuration they make together (the contract's form, as ``FitConfig.parse`` reads it)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from reflect_core.data.prior import free_parameters
+from reflect_core.physics.film import FIELD_UNITS, MAX_SLD, Film
+from reflect_core.physics.simulate import MAX_DQ, PYREFLECT_DQ
+from ui.state import keep, seed
+
+TIES = "fit_ties_table"
+CONTRASTS = "fit_contrasts_table"
+SCALING = "fit_scaling_table"
+
+
+def _editor(name: str, initial: pd.DataFrame, signature=None, **kwargs) -> pd.DataFrame:
+    """A data editor whose rows survive reruns and page switches: it starts from the rows last
+    edited (or ``initial``), and from ``initial`` again when ``signature`` (what the rows are
+    about: the film, the datasets) changes."""
+    editor, base, kept, about = (f"{name}_{part}" for part in ("editor", "base", "kept", "for"))
+    if st.session_state.get(about) != signature:
+        for key in (editor, kept):
+            st.session_state.pop(key, None)
+        st.session_state[about] = signature
+        st.session_state[base] = initial
+    elif editor not in st.session_state:  # back on the page: the widget is new, its rows are not
+        st.session_state[base] = st.session_state.get(kept, initial)
+    edited = st.data_editor(st.session_state[base], key=editor, hide_index=True, width="stretch", **kwargs)
+    st.session_state[kept] = edited
+    return edited
+
+
+def _label(film: Film, i: int, par: str) -> str:
+    return f"{i}: {film.layers[i].name} · {par}"
+
+
+def _pairs(film: Film) -> dict[str, tuple[int, str]]:
+    return {_label(film, i, par): (i, par) for i, par in free_parameters(film)}
+
+
+def render_ties(film: Film, initial: list[dict] | None = None) -> list[dict]:
+    """Parameters that take another's value (``{"i", "par", "same_as": {"i", "par"}}``); a tied
+    parameter is not free. ``initial``: ties that came with the start (repeat units of a film text)."""
+    pairs = _pairs(film)
+    rows = [{"parameter": _label(film, t["i"], t["par"]),
+             "same as": _label(film, t["same_as"]["i"], t["same_as"]["par"])}
+            for t in initial or [] if (t["i"], t["par"]) in pairs.values()]
+    options = list(pairs)
+    edited = _editor(
+        TIES, pd.DataFrame(rows, columns=["parameter", "same as"]), (film.to_json(), repr(initial)), num_rows="dynamic",
+        column_config={"parameter": st.column_config.SelectboxColumn("parameter", options=options, required=True,
+                                                                     help="Takes the value of the other one."),
+                       "same as": st.column_config.SelectboxColumn("same as", options=options, required=True)})
+    ties = []
+    for row in edited.itertuples(index=False):
+        target, source = pairs.get(row[0]), pairs.get(row[1])
+        if target and source and target != source:
+            ties.append({"i": target[0], "par": target[1], "same_as": {"i": source[0], "par": source[1]}})
+    return ties
+
+
+def render_scaling(scale: dict, background: dict, signature=None) -> tuple[dict, dict]:
+    """Scale and background: value, and bounds when fitted (``{"value", "bounds": [lo, hi] | None}``);
+    the table starts from ``scale`` and ``background`` (the start's) whenever ``signature`` changes."""
+    def row(name: str, start: dict) -> dict:
+        lo, hi = start.get("bounds") or (start["value"], start["value"])
+        return {"parameter": name, "value": start["value"], "fit": bool(start.get("bounds")), "min": lo, "max": hi}
+
+    edited = _editor(
+        SCALING, pd.DataFrame([row("scale", scale), row("background", background)]), signature,
+        disabled=["parameter"],
+        column_config={"value": st.column_config.NumberColumn("start", format="%.3g", required=True),
+                       "fit": st.column_config.CheckboxColumn("fit", help="Unticked, it stays at its start."),
+                       "min": st.column_config.NumberColumn("min", format="%.3g", required=True),
+                       "max": st.column_config.NumberColumn("max", format="%.3g", required=True)})
+    scale, background = ({"value": float(row.value), "bounds": [float(row.min), float(row.max)] if row.fit else None}
+                         for row in edited.itertuples())
+    return scale, background
+
+
+def render_contrasts(film: Film, names: list[str]) -> list[dict] | None:
+    """One contrast per dataset, each with its name and ambient SLD (every structure parameter is
+    shared); a single dataset is named after its curve and keeps the film's ambient."""
+    ambient = film.layers[-1].sld
+    if len(names) < 2:
+        return [{"name": name.rsplit(".", 1)[0][:40], "ambient_sld": ambient} for name in names]
+    column = f"ambient SLD ({FIELD_UNITS['sld']})"
+    initial = pd.DataFrame({"dataset": names, "contrast": [name.rsplit(".", 1)[0][:40] for name in names],
+                            column: [ambient] * len(names)})
+    edited = _editor(
+        CONTRASTS, initial, (tuple(names), ambient), disabled=["dataset"],
+        column_config={column: st.column_config.NumberColumn(column, min_value=-MAX_SLD, max_value=MAX_SLD,
+                                                             format="%.4g", required=True,
+                                                             help="Replaces the ambient layer's SLD for this "
+                                                                  "dataset (e.g. D2O 6.36, H2O −0.56).")})
+    return [{"name": str(row[1]) or str(row[0]), "ambient_sld": float(row[2])}
+            for row in edited.itertuples(index=False)]
+
+
+def render_resolution(key: str = "fit_dq_percent") -> float:
+    """dQ/Q (FWHM) for datasets without their own dQ column, as a fraction."""
+    seed(key, 100 * PYREFLECT_DQ, "dq_percent")
+    percent = keep(key, st.number_input("dQ/Q for curves without a dQ column (FWHM, %)", key=key, min_value=0.0,
+                                        max_value=100 * MAX_DQ, format="%.4f", step=0.5))
+    return percent / 100
+
+
+def fit_config(film: Film, bounds: list[dict], ties: list[dict], scale: dict, background: dict,
+               contrasts: list[dict] | None, dq: float) -> dict:
+    """The configuration the fit engine parses; a tied parameter keeps no bounds of its own."""
+    tied = {(t["i"], t["par"]) for t in ties}
+    config = {"film": film.to_dict(), "bounds": [b for b in bounds if (b["i"], b["par"]) not in tied],
+              "ties": ties, "scale": scale, "background": background, "dq": dq}
+    if contrasts is not None:
+        config["contrasts"] = contrasts
+    return config
