@@ -13,7 +13,14 @@ from ui.bounds_editor import render_bounds_editor
 from ui.fit_data import render_data
 from ui.fit_monitor import SELECTED, choose_fit, render_fit_monitor
 from ui.fit_results import render_run_result
-from ui.fit_setup import fit_config, render_contrasts, render_resolution, render_scaling, render_ties
+from ui.fit_setup import (
+    fit_config,
+    render_contrasts,
+    render_mixes,
+    render_resolution,
+    render_scaling,
+    render_ties,
+)
 from ui.fit_start import render_start
 from ui.session import current_limits, current_user
 from ui.state import keep, seed
@@ -50,6 +57,8 @@ if curves:
         with c[0]:
             st.caption("Ties: a parameter that takes another's value (not a free parameter).")
             ties = render_ties(start.film, start.ties)
+            st.caption("Mixed layers: SLD = φ·A + (1−φ)·B, with φ fitted (leave φ min = φ max to fix it).")
+            mixes = render_mixes(start.film)
         with c[1]:
             st.caption("Scale and background (each curve has its own when several are fitted).")
             scale, background = render_scaling(start.config["scale"], start.config["background"],
@@ -74,7 +83,7 @@ if curves:
                                                       max_value=2**32 - 1))
         request = {"kind": "fit", "curves": names, "search": search, "mcmc_steps": int(steps),
                    "seed": int(fit_seed), "start": {"kind": start.kind, "label": start.label[:200]},
-                   "config": fit_config(start.film, bounds, ties, scale, background, contrasts, dq)}
+                   "config": fit_config(start.film, bounds, ties, scale, background, contrasts, dq, mixes)}
         st.session_state[REQUEST_KEY] = request
         try:  # checked as the fit will check it, so that a mistake shows before anything starts
             fit_runs.FitRequest.parse(request, limits)

@@ -103,3 +103,21 @@ def test_a_fit_from_a_film_text_runs_to_completion_and_is_saved_to_history(app):
     assert not app.error, [e.value for e in app.error]
     assert any(m.value.startswith("χ²_red") for m in app.markdown)
     assert any("± (1σ)" in d.value.columns for d in app.dataframe)
+
+
+def test_a_mixed_layer_enters_the_configuration_without_bounds_of_its_own():
+    """The page's mixes table → the fit configuration: the layer's SLD starts at φ·A + (1−φ)·B and only
+    φ varies for it (its own SLD bound is dropped, as FitConfig requires)."""
+    from reflect_core.analysis.fit import FitConfig
+    from reflect_core.formats.films import load_film
+    from ui.fit_setup import fit_config
+
+    film = load_film(ROOT / "examples" / "film_default.json")
+    bounds = [{"i": 2, "par": "sld", "bounds": [1.0, 5.0]}, {"i": 2, "par": "thickness", "bounds": [40.0, 70.0]}]
+    mixes = [{"i": 2, "a": 6.4, "b": 1.4, "phi": {"value": 0.3, "bounds": [0.0, 1.0]}}]
+    config = fit_config(film, bounds, [], {"value": 1.0, "bounds": None}, {"value": 1e-7, "bounds": None}, None,
+                        0.03, mixes)
+    parsed = FitConfig.parse(config, 1)
+    assert parsed.film.layers[2].sld == pytest.approx(0.3 * 6.4 + 0.7 * 1.4)
+    assert [(b.i, b.par) for b in parsed.bounds] == [(2, "thickness")]
+    assert parsed.mixes[0].phi.varies

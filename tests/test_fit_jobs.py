@@ -100,6 +100,12 @@ def test_a_small_real_fit_completes_in_a_runner_process_with_its_progress():
     assert saved.request.curves == ("synthetic.txt",) and saved.curves[0].q.size == Q.size
     with pytest.raises(InvalidInput, match="not inside its owner's folder"):
         fit_runs.load_saved({**record, "owner": "bob"})  # files outside the named owner's folders
+    # Its figures, as History shows them and a bundle exports them (the fitted curve recomputed from fit.json).
+    from reflect_core.viz.report import figures_for
+
+    figures = figures_for(history.get(ALICE, record["id"]), None)
+    assert set(figures) == {"data_and_fit", "residuals", "sld_profile", "correlations"}
+    assert figures_for({**record, "owner": "bob"}, None) == {}  # a record pointing elsewhere: no figures
 
 
 def test_stop_ends_a_running_fit():

@@ -145,11 +145,3 @@ def test_the_quota_counts_the_original_once_and_each_data_set():
     with pytest.raises(user_files.QuotaError, match="contrasts.ort"):
         user_curves.save_curves(ALICE, "contrasts.ort", raw, found, limits=tight)
     assert user_curves.curves(ALICE) == []
-
-
-def test_the_curve_functions_are_reached_from_user_files_too():
-    from reflect_core.store.user_files import load_curve, save_curves
-
-    assert load_curve is user_curves.load_curve and save_curves is user_curves.save_curves
-    with pytest.raises(AttributeError, match="no attribute 'not_a_function'"):
-        user_files.not_a_function  # noqa: B018

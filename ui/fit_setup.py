@@ -13,6 +13,7 @@ from reflect_core.physics.simulate import MAX_DQ, PYREFLECT_DQ
 from ui.state import keep, seed
 
 TIES = "fit_ties_table"
+MIXES = "fit_mixes_table"
 CONTRASTS = "fit_contrasts_table"
 SCALING = "fit_scaling_table"
 
@@ -63,6 +64,29 @@ def render_ties(film: Film, initial: list[dict] | None = None) -> list[dict]:
     return ties
 
 
+def render_mixes(film: Film) -> list[dict]:
+    """Mixed layers (``{"i", "a", "b", "phi": {"value", "bounds"}}``): SLD = φ·a + (1−φ)·b with φ fitted
+    in [φ min, φ max], e.g. a polymer swollen by solvent or a blend of two materials."""
+    layers = {f"{i}: {layer.name}": i for i, layer in enumerate(film.layers[1:-1], start=1)}
+    sld = f"SLD ({FIELD_UNITS['sld']})"
+    columns = ["layer", f"A {sld}", f"B {sld}", "φ start", "φ min", "φ max"]
+    number = {"min_value": -MAX_SLD, "max_value": MAX_SLD, "format": "%.4g", "required": True}
+    fraction = {"min_value": 0.0, "max_value": 1.0, "format": "%.3g", "required": True}
+    edited = _editor(
+        MIXES, pd.DataFrame(columns=columns), film.to_json(), num_rows="dynamic",
+        column_config={"layer": st.column_config.SelectboxColumn("layer", options=list(layers), required=True,
+                                                                 help="Its SLD becomes φ·A + (1−φ)·B."),
+                       columns[1]: st.column_config.NumberColumn(columns[1], **number),
+                       columns[2]: st.column_config.NumberColumn(columns[2], **number),
+                       **{name: st.column_config.NumberColumn(name, **fraction) for name in columns[3:]}})
+    mixes = []
+    for row in edited.itertuples(index=False):
+        if row[0] in layers and not any(pd.isna(v) for v in row[1:]):
+            phi = {"value": float(row[3]), "bounds": [float(row[4]), float(row[5])] if row[5] > row[4] else None}
+            mixes.append({"i": layers[row[0]], "a": float(row[1]), "b": float(row[2]), "phi": phi})
+    return mixes
+
+
 def render_scaling(scale: dict, background: dict, signature=None) -> tuple[dict, dict]:
     """Scale and background: value, and bounds when fitted (``{"value", "bounds": [lo, hi] | None}``);
     the table starts from ``scale`` and ``background`` (the start's) whenever ``signature`` changes."""
@@ -110,11 +134,15 @@ def render_resolution(key: str = "fit_dq_percent") -> float:
 
 
 def fit_config(film: Film, bounds: list[dict], ties: list[dict], scale: dict, background: dict,
-               contrasts: list[dict] | None, dq: float) -> dict:
-    """The configuration the fit engine parses; a tied parameter keeps no bounds of its own."""
-    tied = {(t["i"], t["par"]) for t in ties}
+               contrasts: list[dict] | None, dq: float, mixes: list[dict] | None = None) -> dict:
+    """The configuration the fit engine parses; a tied parameter, and a mixed layer's SLD, keep no
+    bounds of their own (a mixed layer starts at its mix's SLD)."""
+    mixes = mixes or []
+    tied = {(t["i"], t["par"]) for t in ties} | {(m["i"], "sld") for m in mixes}
+    for m in mixes:
+        film = film.with_layer(m["i"], sld=m["phi"]["value"] * m["a"] + (1 - m["phi"]["value"]) * m["b"])
     config = {"film": film.to_dict(), "bounds": [b for b in bounds if (b["i"], b["par"]) not in tied],
-              "ties": ties, "scale": scale, "background": background, "dq": dq}
+              "ties": ties, "mixes": mixes, "scale": scale, "background": background, "dq": dq}
     if contrasts is not None:
         config["contrasts"] = contrasts
     return config

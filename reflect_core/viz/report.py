@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import plotly.graph_objects as go
 
+from reflect_core.analysis.fit import FitResult
+from reflect_core.analysis.fit_runs import load_saved as load_saved_fit
 from reflect_core.analysis.measured import load_saved
 from reflect_core.base.errors import InvalidInput, ReflectError
 from reflect_core.base.storage import data_dir
@@ -29,6 +31,7 @@ from reflect_core.physics.simulate import (
 )
 from reflect_core.store.records import MODEL_FOLDER, model_meta, record_dir
 from reflect_core.viz.figures import loss_figure, profile_comparison_figure, reflectivity_figure, sld_figure
+from reflect_core.viz.fit_figures import fit_figures
 
 
 def film_figures(params: dict) -> dict[str, go.Figure]:
@@ -66,6 +69,16 @@ def analysis_figures(files_dir: Path) -> dict[str, go.Figure]:
                                                 data=curve)}
 
 
+def saved_fit_figures(record: dict) -> dict[str, go.Figure]:
+    """A saved (or imported) fit's figures: data and fit, residuals, the profile (with its MCMC band), correlations."""
+    try:
+        saved = load_saved_fit(record)
+        result = FitResult.from_json(saved.fit, saved.curves)
+    except (ReflectError, OSError, ValueError, KeyError, TypeError):
+        return {}  # damaged or partial: no figures rather than a broken page or bundle
+    return fit_figures(saved.fit, result.curves, result.profile)
+
+
 def figures_for(record: dict, files_dir: Path | None) -> dict[str, go.Figure]:
     if record["kind"] == "film":
         return film_figures(record["params"])
@@ -73,6 +86,8 @@ def figures_for(record: dict, files_dir: Path | None) -> dict[str, go.Figure]:
         return training_figures(files_dir)
     if record["kind"] == "analysis" and files_dir is not None:
         return analysis_figures(files_dir)
+    if record["kind"] == "fit":
+        return saved_fit_figures(record)
     return {}
 
 
