@@ -87,6 +87,9 @@ def run_fit(config: FitConfig, curves, *, search: str = "auto", mcmc_steps: int 
         use_global = search == "global" or (from_start is not None and
                                             from_start.chi2 / (n_points - n_free) > AUTO_GLOBAL_ABOVE)
         if use_global:
+            # The evolution's seed member is the start, not the local minimum just found: seeded with that
+            # strong member the population collapsed onto it (measured: χ²_red 10.6 kept instead of 0.9).
+            model.set_x(x_start)
             t = time.monotonic()
             de = differential_evolution(model, guard, seed)
             seconds["differential_evolution"] = time.monotonic() - t
