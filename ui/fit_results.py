@@ -96,7 +96,9 @@ def render_fit_result(fit: dict, curves: list[Curve], key: str) -> FitResult:
                  column_config={col: st.column_config.NumberColumn(col, format="%.5g")
                                 for col in ("value", "± (1σ)", "start", "min", "max", "MCMC median")})
     if fit.get("contrasts"):
-        st.dataframe(contrast_table(fit), hide_index=True, width="stretch")
+        st.dataframe(contrast_table(fit), hide_index=True, width="stretch",
+                     column_config={col: st.column_config.NumberColumn(col, format="%.4g")
+                                    for col in ("ambient SLD (10⁻⁶ Å⁻²)", "scale", "background", "χ²_red")})
     return result
 
 
