@@ -78,7 +78,8 @@ if curves:
         steps = keep("fit_mcmc_steps", c[1].number_input(
             "MCMC steps (0 = none)", key="fit_mcmc_steps", min_value=0, max_value=max_steps, step=500,
             help=f"After the fit, sample the posterior (refnx's emcee) for parameter intervals and an SLD band. "
-                 f"At most {max_steps:,} steps here ({limits.profile} profile); MCMC can take minutes."))
+                 f"At most {max_steps:,} steps here ({limits.profile} profile); MCMC can take minutes. A fit "
+                 f"stops after {fit_runs.time_limit_s(limits) / 60:g} min."))
         fit_seed = keep("fit_seed", c[2].number_input("Seed", key=seed("fit_seed", 0), min_value=0,
                                                       max_value=2**32 - 1))
         request = {"kind": "fit", "curves": names, "search": search, "mcmc_steps": int(steps),

@@ -209,3 +209,13 @@ def test_fits_stay_in_their_owners_folder(data):
     with pytest.raises(jobs.JobError, match="names 'alice' as its owner"):
         claim(moved)  # this process as the runner the state waits for
     jobs.runfiles.write_state(moved, state, state="failed")
+
+
+def test_a_fit_stops_at_its_time_limit_and_shared_users_cannot_ask_for_more():
+    run_id = fit_runs.submit(ALICE, {**long_request(), "time_limit_s": 2}, [curve()])
+    run = wait(ALICE, run_id, {"stopped", "failed", "completed"})
+    assert run.state == "stopped", run.error
+    assert any("time limit" in line for line in run.progress.log_tail)
+    assert fit_runs.FitRequest.parse(request(), SHARED).time_limit_s == fit_runs.time_limit_s(SHARED) == 20 * 60
+    with pytest.raises(InvalidInput, match="time_limit_s"):
+        fit_runs.submit(ALICE, {**request(), "time_limit_s": 3600}, [curve()], limits=SHARED)

@@ -27,6 +27,9 @@ START_KINDS = ("explorer", "record", "text", "model", "film")
 MAX_CURVES = 8
 MCMC_STEPS = {"local": 20_000, "shared": 2_000}  # by Limits.profile
 ACTIVE_FITS = {"local": 2, "shared": 1}  # fits a user may have running at once, by Limits.profile
+# A fit's wall time, by Limits.profile: the longest local MCMC of a large model takes about an hour here; on a
+# shared box the cores are everyone's, and 20,000 steps of 400 walkers on 8 long curves would take days.
+TIME_LIMITS_S = {"local": 4 * 3600, "shared": 20 * 60}
 MAX_SEED = 2**32 - 1
 NAME_MAX = 200
 
@@ -37,6 +40,10 @@ class FitRequestError(InvalidInput):
 
 def mcmc_step_limit(limits: Limits | None) -> int:
     return MCMC_STEPS.get(limits.profile, MCMC_STEPS["shared"]) if limits is not None else MCMC_STEPS["local"]
+
+
+def time_limit_s(limits: Limits | None) -> int:
+    return TIME_LIMITS_S.get(limits.profile, TIME_LIMITS_S["shared"]) if limits is not None else TIME_LIMITS_S["local"]
 
 
 def active_fit_limit(limits: Limits | None) -> int:
@@ -83,6 +90,7 @@ class FitRequest:
     mcmc_steps: int = 0
     seed: int = 0
     start: dict | None = None
+    time_limit_s: int = TIME_LIMITS_S["local"]  # the runner stops the fit after this many seconds
 
     @classmethod
     def parse(cls, raw, limits: Limits | None = None, check_config: bool = True) -> "FitRequest":
@@ -92,7 +100,8 @@ class FitRequest:
             raise FitRequestError(f"a fit request is a JSON object, not {type(raw).__name__}")
         if raw.get("kind", "fit") != "fit":
             raise FitRequestError(f"kind must be 'fit', not {raw.get('kind')!r}")
-        unknown = sorted(set(raw) - {"kind", "config", "curves", "search", "mcmc_steps", "seed", "start"})
+        unknown = sorted(set(raw) - {"kind", "config", "curves", "search", "mcmc_steps", "seed", "start",
+                                     "time_limit_s"})
         if unknown:
             raise FitRequestError(f"unknown field(s) in the fit request: {', '.join(unknown)}")
         curves = _names(raw.get("curves"))
@@ -103,7 +112,8 @@ class FitRequest:
             raise FitRequestError(f"search must be one of {', '.join(SEARCHES)}, not {search!r}")
         request = cls(config=raw["config"], curves=curves, search=search,
                       mcmc_steps=_integer(raw, "mcmc_steps", 0, 0, mcmc_step_limit(limits)),
-                      seed=_integer(raw, "seed", 0, 0, MAX_SEED), start=_start(raw.get("start")))
+                      seed=_integer(raw, "seed", 0, 0, MAX_SEED), start=_start(raw.get("start")),
+                      time_limit_s=_integer(raw, "time_limit_s", time_limit_s(limits), 1, time_limit_s(limits)))
         if check_config:
             request.fit_config()
         return request
@@ -114,4 +124,5 @@ class FitRequest:
 
     def to_dict(self) -> dict:
         return {"kind": "fit", "config": self.config, "curves": list(self.curves), "search": self.search,
-                "mcmc_steps": self.mcmc_steps, "seed": self.seed, "start": self.start or _start(None)}
+                "mcmc_steps": self.mcmc_steps, "seed": self.seed, "start": self.start or _start(None),
+                "time_limit_s": self.time_limit_s}

@@ -10,6 +10,7 @@ second, stop from ``control.json`` or SIGTERM, the outcome into ``state.json``.
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 from reflect_core import jobs
@@ -44,6 +45,22 @@ def summary(fit: dict) -> dict:
         "mcmc_steps": (fit.get("mcmc") or {}).get("steps")}
 
 
+class TimeLimit:
+    """``job_protocol.Control``: the user's requests, and "stop" once the fit has run ``seconds``."""
+
+    def __init__(self, control: FileControl, seconds: int, reporter: FileReporter):
+        self._control, self._seconds, self._reporter = control, seconds, reporter
+        self._end, self._said = time.monotonic() + seconds, False
+
+    def requested(self) -> str | None:
+        if time.monotonic() < self._end:
+            return self._control.requested()
+        if not self._said:
+            self._said = True
+            self._reporter.log(f"stopped: a fit may run {self._seconds / 60:g} min here (its time limit)")
+        return "stop"
+
+
 def fit(claimed: jobs.Claim, reporter: FileReporter, control: FileControl) -> dict:
     """The work of a fit run: the request checked again (its file could have changed), the datasets
     from the run's own folder, ``run_fit``, and ``fit.json``."""
@@ -54,7 +71,7 @@ def fit(claimed: jobs.Claim, reporter: FileReporter, control: FileControl) -> di
     reporter.log(f"fitting {len(curves)} dataset(s) ({', '.join(request.curves)}); search {request.search}, "
                  f"MCMC {request.mcmc_steps} steps, seed {request.seed}")
     result = run_fit(config, curves, search=request.search, mcmc_steps=request.mcmc_steps, seed=request.seed,
-                     reporter=reporter, control=control)
+                     reporter=reporter, control=TimeLimit(control, request.time_limit_s, reporter))
     data = result.to_json()
     atomic_write_json(claimed.run_dir / FIT_JSON, data)
     reporter.log(f"χ²_red {data.get('chi2_reduced')} over {data.get('n_points')} points, "
