@@ -108,7 +108,8 @@ def curve_row(name: str):
         c[0].error(f"**{name}** cannot be read: {exc}")
         return None
     extras = [label for label, column in (("dR", curve.dr), ("dQ", curve.dq)) if column is not None]
-    c[0].markdown(f"**{name}** · {curve.q.size} points · Q {curve.q.min():.4g}–{curve.q.max():.4g} Å⁻¹"
+    c[0].markdown(f"**{user_curves.curve_label(user, name)}** · {curve.q.size} points · "
+                  f"Q {curve.q.min():.4g}–{curve.q.max():.4g} Å⁻¹"
                   + (f" · with {' and '.join(extras)}" if extras else ""))
     return curve
 

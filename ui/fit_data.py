@@ -62,6 +62,7 @@ def render_data(user: User, limits: Limits) -> list[tuple[str, Curve]]:
         st.session_state[CHOSEN] = [n for n in remembered(CHOSEN, names[:1]) if n in names] or names[:1]
     chosen = keep(CHOSEN, st.multiselect(
         "Measured curves (one per contrast)", names, key=CHOSEN, max_selections=MAX_CURVES,
+        format_func=lambda name: user_curves.curve_label(user, name),
         help="Several curves are fitted together: one film, its structure shared, each curve with its own "
              "ambient SLD (contrast), scale and background."))
     picked = []
@@ -72,7 +73,8 @@ def render_data(user: User, limits: Limits) -> list[tuple[str, Curve]]:
             st.error(f"{name} cannot be read: {exc}")
             continue
         extras = [label for label, column in (("dR", curve.dr), ("dQ", curve.dq)) if column is not None]
-        st.caption(f"**{name}**: {curve.q.size} points, Q {curve.q.min():.4g}–{curve.q.max():.4g} Å⁻¹"
+        st.caption(f"**{user_curves.curve_label(user, name)}**: {curve.q.size} points, "
+                   f"Q {curve.q.min():.4g}–{curve.q.max():.4g} Å⁻¹"
                    + (f", with {' and '.join(extras)}" if extras else "")
                    + ("" if curve.dr is not None else " — no dR column: χ² cannot be computed, choose another curve"))
         picked.append((name, curve))

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from reflect_core.accounts.access import User
 from reflect_core.accounts.limits import Limits
-from reflect_core.base.errors import InvalidInput, NotFound
+from reflect_core.base.errors import InvalidInput, NotFound, ReflectError
 from reflect_core.base.storage import atomic_write_bytes, atomic_write_json, read_bounded
 from reflect_core.formats.curves import Curve, CurveError, canonical_text, parse_canonical
 from reflect_core.store.user_files import (
@@ -203,7 +203,10 @@ def load_curve(user: User, name: str) -> Curve:
 def curve_label(user: User, name: str) -> str:
     """What the curve is: its data set's label (sample and data set, from the file's header) for one
     of several data sets of a file, else its name."""
-    info = _dataset_info(_curve_folder(user, name))
+    try:
+        info = _dataset_info(_curve_folder(user, name))
+    except ReflectError:  # gone or not a stored name: the name itself says what it is
+        return str(name)
     return name if info is None else f"{info['label']} ({name})"
 
 
