@@ -57,7 +57,8 @@ if curves:
         with c[0]:
             st.caption("Ties: a parameter that takes another's value (not a free parameter).")
             ties = render_ties(start.film, start.ties)
-            st.caption("Mixed layers: SLD = φ·A + (1−φ)·B, with φ fitted (leave φ min = φ max to fix it).")
+            st.caption("Mixed layers: SLD = φ·A + (1−φ)·B, with φ fitted (φ min = φ max fixes it); tick "
+                       "\"B = ambient\" for a solvent that follows each contrast.")
             mixes = render_mixes(start.film)
         with c[1]:
             st.caption("Scale and background (each curve has its own when several are fitted).")

@@ -121,3 +121,7 @@ def test_a_mixed_layer_enters_the_configuration_without_bounds_of_its_own():
     assert parsed.film.layers[2].sld == pytest.approx(0.3 * 6.4 + 0.7 * 1.4)
     assert [(b.i, b.par) for b in parsed.bounds] == [(2, "thickness")]
     assert parsed.mixes[0].phi.varies
+    solvent = [{"i": 2, "a": 1.0, "b": "ambient", "phi": {"value": 0.8, "bounds": [0.5, 1.0]}}]
+    config = fit_config(film, bounds, [], {"value": 1.0, "bounds": None}, {"value": 1e-7, "bounds": None}, None,
+                        0.03, solvent)  # the film's ambient is air (0): the layer starts at 0.8
+    assert FitConfig.parse(config, 1).film.layers[2].sld == pytest.approx(0.8)

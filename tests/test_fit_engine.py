@@ -169,6 +169,40 @@ def test_two_contrasts_share_the_structure_through_the_substrate():
         np.testing.assert_allclose(curve.r_fit, ours, rtol=ENGINES_AGREE)
 
 
+def test_a_solvent_fills_a_layer_in_each_contrast_by_the_same_fraction():
+    """A lipid layer (SLD 0.3) holding 25 % water, measured in D2O and in H2O: its SLD is
+    φ·0.3 + (1 − φ)·SLD_water of each contrast, with one φ for both; the refnx script export rebuilds it."""
+    from reflect_core.formats.refnx_export import refnx_script
+
+    phi, q = 0.75, np.geomspace(0.01, 0.25, 100)
+    def film(water: float) -> dict:
+        return {"beam_from": "substrate", "layers": [
+            {"name": "Si", "sld": 2.07, "roughness": 3}, {"name": "SiO2", "sld": 3.47, "thickness": 15, "roughness": 3},
+            {"name": "lipid", "sld": phi * 0.3 + (1 - phi) * water, "thickness": 40, "roughness": 4},
+            {"name": "water", "sld": water}]}
+    d2o, h2o = synthetic(film(6.36), seed=7, q=q), synthetic(film(-0.56), seed=8, q=q)
+    raw = {"film": start_from(film(6.36), **{"2": {"thickness": 45}}),
+           "bounds": [{"i": 2, "par": "thickness", "bounds": [20, 60]}],
+           "mixes": [{"i": 2, "a": 0.3, "b": "ambient", "phi": {"value": 0.5, "bounds": [0, 1]}}],
+           "contrasts": [{"name": "D2O", "ambient_sld": 6.36}, {"name": "H2O", "ambient_sld": -0.56}]}
+    config = FitConfig.parse(raw, 2)
+    assert config.to_dict()["mixes"][0]["b"] == "ambient"
+    result = run_fit(config, [d2o, h2o], search="local")
+    (p_phi,) = [p for p in result.parameters if p["par"] == "phi"]
+    assert abs(p_phi["value"] - phi) < 3 * p_phi["stderr"] and result.n_free == 2
+    for film_k, water in zip(result.films, (6.36, -0.56)):  # the layer follows each contrast's water
+        assert film_k.layers[2].sld == pytest.approx(p_phi["value"] * 0.3 + (1 - p_phi["value"]) * water, abs=1e-12)
+    assert chi2_in_range(result)
+    for film_k, curve in zip(result.films, result.curves):  # our engine on each contrast's film agrees
+        np.testing.assert_allclose(curve.r_fit, reflectivity(film_k, curve.q, dq_abs=curve.dq)[0], rtol=ENGINES_AGREE)
+    fit = result.to_json()
+    assert fit["mixes"] == config.to_dict()["mixes"]
+    namespace = {"__name__": "exported"}
+    exec(refnx_script(fit), namespace)  # noqa: S102 - our own generated script, user text only through repr
+    for model, curve in zip(namespace["build_models"](), result.curves):
+        np.testing.assert_allclose(model.model(curve.q, x_err=curve.dq), curve.r_fit, rtol=1e-9)
+
+
 @pytest.mark.parametrize("beam_from", ["ambient", "substrate"])
 def test_refnx_structure_is_our_film_in_the_beams_frame(beam_from):
     """The slabs the fit builds are exactly physics.refnx_bridge's (tested against refnx's kernel in

@@ -66,10 +66,11 @@ def render_ties(film: Film, initial: list[dict] | None = None) -> list[dict]:
 
 def render_mixes(film: Film) -> list[dict]:
     """Mixed layers (``{"i", "a", "b", "phi": {"value", "bounds"}}``): SLD = φ·a + (1−φ)·b with φ fitted
-    in [φ min, φ max], e.g. a polymer swollen by solvent or a blend of two materials."""
+    in [φ min, φ max], e.g. a blend of two materials; with "B = ambient" ticked, b is each contrast's
+    ambient SLD (``"b": "ambient"``: a solvent filling 1 − φ of the layer, the same φ in every contrast)."""
     layers = {f"{i}: {layer.name}": i for i, layer in enumerate(film.layers[1:-1], start=1)}
     sld = f"SLD ({FIELD_UNITS['sld']})"
-    columns = ["layer", f"A {sld}", f"B {sld}", "φ start", "φ min", "φ max"]
+    columns = ["layer", f"A {sld}", f"B {sld}", "B = ambient", "φ start", "φ min", "φ max"]
     number = {"min_value": -MAX_SLD, "max_value": MAX_SLD, "format": "%.4g", "required": True}
     fraction = {"min_value": 0.0, "max_value": 1.0, "format": "%.3g", "required": True}
     edited = _editor(
@@ -78,12 +79,15 @@ def render_mixes(film: Film) -> list[dict]:
                                                                  help="Its SLD becomes φ·A + (1−φ)·B."),
                        columns[1]: st.column_config.NumberColumn(columns[1], **number),
                        columns[2]: st.column_config.NumberColumn(columns[2], **number),
-                       **{name: st.column_config.NumberColumn(name, **fraction) for name in columns[3:]}})
+                       columns[3]: st.column_config.CheckboxColumn(
+                           columns[3], help="B is each contrast's ambient SLD: a solvent (D2O, H2O…) fills 1 − φ."),
+                       **{name: st.column_config.NumberColumn(name, **fraction) for name in columns[4:]}})
     mixes = []
     for row in edited.itertuples(index=False):
-        if row[0] in layers and not any(pd.isna(v) for v in row[1:]):
-            phi = {"value": float(row[3]), "bounds": [float(row[4]), float(row[5])] if row[5] > row[4] else None}
-            mixes.append({"i": layers[row[0]], "a": float(row[1]), "b": float(row[2]), "phi": phi})
+        layer, a, b, solvent, phi, lo, hi = row
+        if layer in layers and not any(pd.isna(v) for v in (a, phi, lo, hi)) and (solvent or not pd.isna(b)):
+            mixes.append({"i": layers[layer], "a": float(a), "b": "ambient" if solvent else float(b),
+                          "phi": {"value": float(phi), "bounds": [float(lo), float(hi)] if hi > lo else None}})
     return mixes
 
 
@@ -140,7 +144,8 @@ def fit_config(film: Film, bounds: list[dict], ties: list[dict], scale: dict, ba
     mixes = mixes or []
     tied = {(t["i"], t["par"]) for t in ties} | {(m["i"], "sld") for m in mixes}
     for m in mixes:
-        film = film.with_layer(m["i"], sld=m["phi"]["value"] * m["a"] + (1 - m["phi"]["value"]) * m["b"])
+        b = film.layers[-1].sld if m["b"] == "ambient" else m["b"]
+        film = film.with_layer(m["i"], sld=m["phi"]["value"] * m["a"] + (1 - m["phi"]["value"]) * b)
     config = {"film": film.to_dict(), "bounds": [b for b in bounds if (b["i"], b["par"]) not in tied],
               "ties": ties, "mixes": mixes, "scale": scale, "background": background, "dq": dq}
     if contrasts is not None:

@@ -87,8 +87,8 @@ def refnx_script(fit: dict, ort_file: str = ORT_FILE) -> str:
             phi = m.get("phi") or {}
             fitted = [p["value"] for p in fit.get("parameters") or [] if p.get("par") == "phi" and p.get("i") == m["i"]]
             bounds = tuple(float(b) for b in phi["bounds"]) if phi.get("bounds") else None
-            mixes.append((where[0], float(m["a"]), float(m["b"]), float(fitted[0] if fitted else phi.get("value", 0.5)),
-                          bounds))
+            b = None if m.get("b") == "ambient" else float(m["b"])  # None: each contrast's ambient SLD (a solvent)
+            mixes.append((where[0], float(m["a"]), b, float(fitted[0] if fitted else phi.get("value", 0.5)), bounds))
     values = {
         "FILM_NAME": film.name, "CHI2_REDUCED": fit.get("chi2_reduced"), "SEARCH": fit.get("search"),
         "LAYERS": refnx_layers(film), "AMBIENT": 0 if film.beam_from == "ambient" else len(film.layers) - 1,
@@ -132,7 +132,8 @@ from refnx.reflect import SLD, ReflectModel, Slab, Structure
 @CONSTANTS@
 # LAYERS: (name, thickness, SLD, iSLD, roughness); CONTRASTS: (name, ambient SLD, scale, background,
 # scale bounds, background bounds); VARY: (slab, field, lower, upper); TIES: (slab, field) takes the value
-# of (slab, field); MIXES: (slab, a, b, phi, phi bounds): that slab's SLD = phi * a + (1 - phi) * b.
+# of (slab, field); MIXES: (slab, a, b, phi, phi bounds): that slab's SLD = phi * a + (1 - phi) * b, with
+# b None meaning each contrast's ambient SLD (a solvent filling a fraction 1 - phi of the layer).
 FWHM_PER_SIGMA = 2 * np.sqrt(2 * np.log(2))
 
 
@@ -141,29 +142,43 @@ def _parameter(slab, field):
 
 
 def build_slabs():
-    """The fitted slabs with refnx parameters: the varied ones free within their bounds, ties constrained."""
+    """The fitted slabs with refnx parameters: the varied ones free within their bounds, ties constrained;
+    and the solvent mixes, {slab: (phi, a)}, whose SLD each contrast sets (build_structures)."""
     slabs = [Slab(thick, SLD(complex(sld, isld), name=name), rough, name=name)
              for name, thick, sld, isld, rough in LAYERS]
     for row, field, lower, upper in VARY:
         _parameter(slabs[row], field).setp(vary=True, bounds=(lower, upper))
     for row, field, source, source_field in TIES:
         _parameter(slabs[row], field).constraint = _parameter(slabs[source], source_field)
+    solvent = {}
     for row, a, b, phi, bounds in MIXES:
         fraction = Parameter(phi, name=f"{LAYERS[row][0]} - phi", vary=bounds is not None, bounds=bounds)
-        slabs[row].sld.real.constraint = fraction * a + (1 - fraction) * b
-    return slabs
+        if b is None:
+            solvent[row] = (fraction, a)
+        else:
+            slabs[row].sld.real.constraint = fraction * a + (1 - fraction) * b
+    return slabs, solvent
 
 
 def build_structures():
-    """One Structure per contrast; they share every parameter but the ambient medium's SLD."""
-    slabs = build_slabs()
+    """One Structure per contrast; they share every parameter but the ambient medium's SLD (and the SLD of
+    layers a solvent fills, which follows it)."""
+    slabs, solvent = build_slabs()
     structures = []
     for name, ambient_sld, *_ in CONTRASTS:
         own = list(slabs)
+        ambient = slabs[AMBIENT].sld.real
         if len(CONTRASTS) > 1:
             shared = slabs[AMBIENT]
-            sld = SLD([Parameter(ambient_sld, name=f"{name} - ambient sld"), shared.sld.imag], name=f"{name} ambient")
-            own[AMBIENT] = Slab(shared.thick, sld, shared.rough, name=f"{name} ambient")
+            ambient = Parameter(ambient_sld, name=f"{name} - ambient sld")
+            own[AMBIENT] = Slab(shared.thick, SLD([ambient, shared.sld.imag], name=f"{name} ambient"), shared.rough,
+                                name=f"{name} ambient")
+        for row, (fraction, a) in solvent.items():
+            shared = slabs[row]
+            real = Parameter(shared.sld.real.value, name=f"{name} - {LAYERS[row][0]} sld")
+            real.constraint = fraction * a + (1 - fraction) * ambient
+            own[row] = Slab(shared.thick, SLD([real, shared.sld.imag], name=LAYERS[row][0]), shared.rough,
+                            name=LAYERS[row][0])
         structures.append(Structure(own, name=name))
     return structures
 

@@ -16,6 +16,7 @@ from reflect_core.base.errors import InvalidInput
 from reflect_core.physics.film import FIELD_UNITS, LAYER_FIELDS, MAX_THICKNESS, MAXIMA, Film, film_from_dict
 
 PYREFLECT_DQ = 0.0294855  # FWHM fraction of Q; used when a curve has no dQ column
+AMBIENT = "ambient"  # a mix's "b": the contrast's ambient SLD (solvent penetration)
 MAX_FREE = 100  # free parameters: each costs one model call per Jacobian column
 MAX_SCALE, MAX_BACKGROUND = 100.0, 1.0  # R is ≤ 1: a larger background or scale is a typing slip
 UNIT_GROUPS = {"sld": "sld", "isld": "sld", "thickness": "length", "roughness": "length"}
@@ -61,7 +62,7 @@ class Tie:
 class Mix:
     i: int
     a: float
-    b: float
+    b: float | None  # None: the contrast's ambient SLD (a solvent that fills a fraction 1 − φ of the layer)
     phi: Scalar
 
 
@@ -96,7 +97,8 @@ class FitConfig:
             "film": self.film.to_dict(),
             "bounds": [{"i": b.i, "par": b.par, "bounds": [b.lo, b.hi]} for b in self.bounds],
             "ties": list(self.raw_ties),
-            "mixes": [{"i": m.i, "a": m.a, "b": m.b, "phi": m.phi.to_dict()} for m in self.mixes],
+            "mixes": [{"i": m.i, "a": m.a, "b": AMBIENT if m.b is None else m.b, "phi": m.phi.to_dict()}
+                      for m in self.mixes],
             "scale": scalar.scale.to_dict(), "background": scalar.background.to_dict(), "dq": self.dq,
             "contrasts": [{"name": c.name, "ambient_sld": c.ambient_sld, "scale": c.scale.to_dict(),
                            "background": c.background.to_dict()} for c in self.contrasts],
@@ -227,9 +229,10 @@ def _parse_mixes(raw, film: Film) -> tuple[Mix, ...]:
         if i in seen:
             raise ConfigError(f"{where}: layer {i} is mixed twice")
         seen.add(i)
-        a, b = (_number(entry.get(key), f"{where}.{key}") for key in ("a", "b"))
+        a = _number(entry.get("a"), f"{where}.a")
+        b = None if entry.get("b") == AMBIENT else _number(entry.get("b"), f"{where}.b")
         for key, sld in (("a", a), ("b", b)):
-            if abs(sld) > MAXIMA["sld"]:
+            if sld is not None and abs(sld) > MAXIMA["sld"]:
                 raise ConfigError(f"{where}.{key}: |SLD| must be ≤ {MAXIMA['sld']:g} 10⁻⁶ Å⁻², got {sld:g}")
         phi = _scalar(entry.get("phi"), f"{where}.phi", Scalar(0.5), positive=False, upper=1.0)
         if phi.varies and not (0.0 <= phi.lo and phi.hi <= 1.0):

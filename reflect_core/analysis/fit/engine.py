@@ -157,6 +157,7 @@ def run_fit(config: FitConfig, curves, *, search: str = "auto", mcmc_steps: int 
     films = [model.film(k) for k in range(len(data))]
     seconds["total"] = time.monotonic() - t0
     return FitResult(film=films[0], films=films, contrasts=contrasts, parameters=parameters,
-                     ties=list(config.raw_ties), chi2=total, chi2_reduced=red, n_points=n_used, n_free=n_free,
+                     ties=list(config.raw_ties),
+                     mixes=config.to_dict()["mixes"], chi2=total, chi2_reduced=red, n_points=n_used, n_free=n_free,
                      search=search_label, curves=fitted, profile=film_profile(films[0]), correlations=correlations,
                      mcmc=mcmc, found_by=found_by, dq=config.dq, notes=notes, seconds=seconds)

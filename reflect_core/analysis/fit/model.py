@@ -98,10 +98,13 @@ class FitModel:
                         for par in LAYER_FIELDS} for i, layer in enumerate(film.layers)]
         for b in config.bounds:
             self.layers[b.i][b.par].setp(vary=True, bounds=(b.lo, b.hi))
-        self.phis = {}
+        self.phis, self.solvent = {}, {}  # solvent: layer → (φ, a) of a mix with the ambient SLD as "b"
         for m in config.mixes:
             phi = self.phis[m.i] = _scalar_parameter(m.phi, f"{config.layer_name(m.i)} phi")
-            self.layers[m.i]["sld"].constraint = phi * m.a + (1 - phi) * m.b
+            if m.b is None:  # its SLD depends on the contrast: each contrast's structure gets its own (below)
+                self.solvent[m.i] = (phi, m.a)
+            else:
+                self.layers[m.i]["sld"].constraint = phi * m.a + (1 - phi) * m.b
         for t in config.ties:
             self.layers[t.i][t.par].constraint = self.layers[t.same_i][t.same_par]
         multi = len(config.contrasts) > 1
@@ -133,7 +136,12 @@ class FitModel:
         slabs = []
         for position, i in enumerate(order):
             p = self.layers[i]
-            sld = SLD([ambient_sld if i == n - 1 else p["sld"], p["isld"]], name=film.layers[i].name)
+            real = ambient_sld if i == n - 1 else p["sld"]
+            if i in self.solvent:
+                phi, a = self.solvent[i]
+                real = Parameter(float(phi.value * a + (1 - phi.value) * ambient_sld.value), name=f"{p['sld'].name}")
+                real.constraint = phi * a + (1 - phi) * ambient_sld
+            sld = SLD([real, p["isld"]], name=film.layers[i].name)
             if position == 0:
                 rough = zero
             else:
@@ -182,6 +190,8 @@ class FitModel:
         """(L, 4) [sld, isld, thickness, roughness], substrate first, at the current values."""
         rows = [[p[par].value for par in LAYER_FIELDS] for p in self.layers]
         rows[-1][0] = self.ambients[contrast].value
+        for i, (phi, a) in self.solvent.items():
+            rows[i][0] = phi.value * a + (1 - phi.value) * self.ambients[contrast].value
         return np.array(rows, dtype=float)
 
     def film(self, contrast: int = 0) -> Film:

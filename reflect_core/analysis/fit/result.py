@@ -50,6 +50,7 @@ class FitResult:
     dq: float = 0.0294855  # dQ/Q (FWHM) for curves without a dQ column
     notes: list[str] = field(default_factory=list)
     seconds: dict = field(default_factory=dict)
+    mixes: list = field(default_factory=list)  # as configured ("b": "ambient" for a solvent); φ is a parameter
 
     @property
     def scale(self) -> float:
@@ -63,7 +64,7 @@ class FitResult:
         return _safe({
             "film": self.film.to_dict(), "films": [f.to_dict() for f in self.films],
             "scale": self.scale, "background": self.background, "contrasts": self.contrasts,
-            "parameters": self.parameters, "ties": self.ties, "chi2": self.chi2,
+            "parameters": self.parameters, "ties": self.ties, "mixes": self.mixes, "chi2": self.chi2,
             "chi2_reduced": self.chi2_reduced, "n_points": self.n_points, "n_free": self.n_free,
             "search": self.search, "found_by": self.found_by, "correlations": self.correlations,
             "mcmc": self.mcmc, "dq": self.dq, "notes": self.notes, "seconds": self.seconds,
@@ -85,7 +86,8 @@ class FitResult:
             fitted.append(FittedCurve(prepared.q, prepared.r, prepared.dr, prepared.dq, r_fit, contrast["name"]))
         return cls(
             film=films[0], films=films, contrasts=d["contrasts"], parameters=d.get("parameters", []),
-            ties=d.get("ties", []), chi2=d["chi2"], chi2_reduced=d.get("chi2_reduced"), n_points=d["n_points"],
+            ties=d.get("ties", []), mixes=list(d.get("mixes") or []),
+            chi2=d["chi2"], chi2_reduced=d.get("chi2_reduced"), n_points=d["n_points"],
             n_free=d["n_free"], search=d["search"], curves=fitted, profile=film_profile(films[0]),
             correlations=d.get("correlations"), mcmc=_mcmc_arrays(d.get("mcmc")),
             found_by=d.get("found_by", "least squares"),
