@@ -7,6 +7,7 @@ from __future__ import annotations
 import streamlit as st
 
 from reflect_core.analysis import fit_runs
+from reflect_core.analysis.fit.datasets import own_resolution
 from reflect_core.base.errors import ReflectError
 from reflect_core.physics.simulate import PYREFLECT_DQ
 from ui.bounds_editor import render_bounds_editor
@@ -68,7 +69,7 @@ if curves:
         if len(curves) > 1:
             st.caption("Contrasts: every structure parameter is shared; each curve has its own ambient SLD.")
         contrasts = render_contrasts(start.film, names)
-        dq = render_resolution() if any(curve.dq is None for _, curve in curves) else PYREFLECT_DQ
+        dq = render_resolution() if not all(own_resolution(curve) for _, curve in curves) else PYREFLECT_DQ
 
         st.header("4. Search")
         c = st.columns([3, 2, 1])

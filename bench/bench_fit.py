@@ -133,7 +133,7 @@ def bench_least_squares(repeats: int) -> dict:
 
 
 def bench_mcmc() -> dict:
-    from reflect_core.analysis.fit.mcmc import walkers_for
+    from reflect_core.analysis.fit.budget import walkers_for
 
     config, curve = six_layer_problem()
     parsed = FitConfig.parse(config, 1)

@@ -57,8 +57,18 @@ def read_curves(paths: list[str]) -> list[tuple]:
     return found
 
 
+def _unique(labels: list[str]) -> list[str]:
+    """Labels made distinct (two files of one name in different folders): "name", "name (2)", …"""
+    seen, out = {}, []
+    for label in labels:
+        seen[label] = seen.get(label, 0) + 1
+        out.append(label if seen[label] == 1 else f"{label} ({seen[label]})")
+    return out
+
+
 def _with_names(raw: dict, labels: list[str]) -> dict:
     """The config with each contrast named after its curve where the config names none."""
+    labels = _unique(labels)
     contrasts = raw.get("contrasts")
     if contrasts is None:
         return {**raw, "contrasts": [{"name": label} for label in labels]}

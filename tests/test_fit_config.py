@@ -98,12 +98,28 @@ def test_tie_errors():
     bad("ties[", "cycle", ties=[{"i": 3, "par": "sld", "same_as": {"i": 1, "par": "sld"}},
                                 {"i": 1, "par": "sld", "same_as": {"i": 3, "par": "sld"}}], mixes=[])
     bad("ties[0]", "cannot also have bounds", ties=[{"i": 2, "par": "sld", "same_as": {"i": 3, "par": "sld"}}])
-    bad("ties[0]", "units differ", ties=[{"i": 3, "par": "sld", "same_as": {"i": 2, "par": "thickness"}}])
+    bad("ties[0]", "only be tied to another layer's sld", ties=[{"i": 3, "par": "sld",
+                                                                  "same_as": {"i": 2, "par": "thickness"}}])
+    # an absorption tied to a (negative) SLD, a roughness to a 2,000 Å thickness: same units, unphysical
+    bad("ties[0]", "only be tied to another layer's isld", ties=[{"i": 3, "par": "isld",
+                                                                   "same_as": {"i": 2, "par": "sld"}}])
     bad("ties[0].same_as.i", "layer index", ties=[{"i": 3, "par": "sld", "same_as": {"i": 9, "par": "sld"}}])
     bad("ties[0].same_as", "expected an object", ties=[{"i": 3, "par": "sld", "same_as": 2}])
     bad("ties[0].same_as", "not used", ties=[{"i": 3, "par": "thickness", "same_as": {"i": 0, "par": "thickness"}}])
     bad("ties[1]", "tied twice", ties=[{"i": 3, "par": "sld", "same_as": {"i": 2, "par": "sld"}}] * 2)
     bad("ties[0]", "set by its mix", ties=[{"i": 1, "par": "sld", "same_as": {"i": 2, "par": "sld"}}])
+
+
+def test_a_layer_filled_by_a_solvent_cannot_be_the_source_of_a_tie():
+    """Its SLD differs per contrast (φ·a + (1−φ)·ambient), so another layer tied to it would take one value."""
+    bad("ties[0]", "follows each contrast's solvent",
+        mixes=[{"i": 1, "a": 3.47, "b": "ambient", "phi": 0.8}],
+        ties=[{"i": 3, "par": "sld", "same_as": {"i": 1, "par": "sld"}}])
+
+
+def test_contrasts_need_distinct_names():
+    with pytest.raises(InvalidInput, match=r"contrasts\[1\].name: 'run' names another contrast"):
+        FitConfig.parse(config(contrasts=[{"name": "run"}, {"name": "run"}]), 2)
 
 
 def test_mix_errors():

@@ -329,3 +329,19 @@ def test_a_parameter_the_data_cannot_see_gets_no_error_bar():
     assert [p["stderr"] is None for p in result.parameters] == [False, False, True]
     assert result.correlations is None
     assert any("not determined by the data" in n and "layer 0 (Si) roughness" in n for n in result.notes)
+
+
+def test_work_a_fit_may_ask_for_is_bounded_before_anything_runs():
+    """emcee allocates the whole chain before its first step: 100 free parameters × 400 walkers × 20,000
+    steps would be 6.4 GB; the budget refuses it with the largest number of steps it allows."""
+    from reflect_core.analysis.fit.budget import MAX_CHAIN_VALUES, check_fit_size, max_mcmc_steps, walkers_for
+
+    assert max_mcmc_steps(100) == MAX_CHAIN_VALUES // (400 * 100) == 250
+    with pytest.raises(InvalidInput, match=r"mcmc_steps: 20,000 steps × 400 walkers × 100 free parameters"):
+        check_fit_size(100, 20_000)
+    check_fit_size(6, max_mcmc_steps(6))  # the largest allowed passes
+    assert walkers_for(6) == 24 and walkers_for(3) == 16
+    long = Curve(np.geomspace(0.01, 0.3, 20_001), np.ones(20_001), np.ones(20_001))
+    with pytest.raises(InvalidInput, match="curve 1 has 20,001 points"):
+        run_fit(FitConfig.parse({"film": FILM, "bounds": [{"i": 2, "par": "thickness", "bounds": [200, 300]}]}, 1),
+                [long])

@@ -181,6 +181,18 @@ def test_the_refnx_script_runs_on_its_ort_file_and_holds_no_user_code(tmp_path, 
     assert refnx_layers(film())[0][0] == "D2O" and refnx_layers(film("substrate"))[0][0] == "Si"
 
 
+def test_the_refnx_script_leaves_out_points_without_an_uncertainty(tmp_path):
+    """As reflect_core's χ² does: a point with dR = 0 would make refnx's χ² infinite."""
+    fit, curves = fit_dict()
+    curves[0] = {**curves[0], "dr": np.where(np.arange(Q.size) == 5, 0.0, curves[0]["dr"])}
+    (tmp_path / "fit.ort").write_text(fit_orso_text(fit, curves))
+    namespace = {"__name__": "exported"}
+    exec(compile(refnx_script(fit), "refnx_model.py", "exec"), namespace)  # noqa: S102
+    datasets = namespace["load_ort"](str(tmp_path / "fit.ort"))
+    assert len(datasets[0]) == Q.size - 1 and len(datasets[1]) == Q.size
+    assert np.isfinite(namespace["build_objective"](datasets).chisqr())
+
+
 # --- figures and the bundle ---------------------------------------------------------------------------------------
 
 

@@ -168,7 +168,7 @@ def test_background_from_the_high_q_floor():
     assert FitConfig.parse(check, 1).contrasts[0].background.hi == pytest.approx(found["bounds"][1])
 
 
-def fixed_output_model(folder, film: Film, q: np.ndarray, z: np.ndarray, dq: float) -> None:
+def fixed_output_model(folder, film: Film, q: np.ndarray, z: np.ndarray, dq: float, prior: dict | None = None) -> None:
     """A real saved model (CompactCNN + model.json) whose output is ``film``'s profile for any curve:
     the last layer's weights are zero and its bias the normalised profile (no training needed)."""
     sld = profile(film, z)
@@ -181,7 +181,7 @@ def fixed_output_model(folder, film: Film, q: np.ndarray, z: np.ndarray, dq: flo
         model.head[-1].weight.zero_()
         model.head[-1].bias.copy_(torch.from_numpy(normalizer.sld(sld)))
     meta = ModelMeta(model=settings, q=q, z=z, dq=dq, normalization=normalizer, beam_from=film.beam_from,
-                     source={"kind": "test"})
+                     source={"kind": "test"}, prior=prior)
     save_model(folder, model, meta)
 
 
@@ -223,3 +223,21 @@ def test_a_model_with_a_prior_starts_from_its_prior_fitted_to_the_profile():
     # 3 % noise with dR = 3 % of R: a right model gives χ²_red ≈ 1 ± a few √(2/ν); 2 allows a local minimum
     # a little above the truth's but not a wrong valley (the prior's own film starts at χ²_red in the tens).
     assert result.chi2_reduced < 2.0
+
+
+@pytest.mark.parametrize("bound", [{"i": 7, "par": "sld", "bounds": [0, 1]}, {"i": 1, "par": "rho", "bounds": [0, 1]},
+                                   {"i": 1, "par": "sld", "bounds": "ab"}, {"i": -1, "par": "sld", "bounds": [0, 1]},
+                                   {"i": 1, "par": "sld", "bounds": [2, 1]}])
+def test_a_malformed_prior_in_a_model_falls_back_to_slabs(tmp_path, bound):
+    """model.json's prior is free-form (an uploaded model's too): a bad bound never reaches the start."""
+    from reflect_core.analysis.prior_start import varying_bounds
+
+    q, z = np.geomspace(0.0081, 0.1975, 308), np.linspace(-40.0, 175.0, 300)
+    prior = {"film": TI.to_dict(), "bounds": [bound]}
+    with pytest.raises(InvalidInput, match="the model's prior: bound 1"):
+        varying_bounds(prior)
+    fixed_output_model(tmp_path / "model", TI, q, z, dq=0.025, prior=prior)
+    r = reflectivity(TI.beam_array()[None], q, dq_abs=0.025 * q)[0]
+    config, analysis = start_from_model(tmp_path / "model", Curve(q, r, 0.05 * r))
+    assert analysis.notes[-1] == "start: the predicted profile cut into slabs"
+    FitConfig.parse(config, 1)

@@ -49,7 +49,9 @@ def render_ties(film: Film, initial: list[dict] | None = None) -> list[dict]:
     pairs = _pairs(film)
     rows = [{"parameter": _label(film, t["i"], t["par"]),
              "same as": _label(film, t["same_as"]["i"], t["same_as"]["par"])}
-            for t in initial or [] if (t["i"], t["par"]) in pairs.values()]
+            for t in initial or [] if isinstance(t, dict) and isinstance(t.get("same_as"), dict)
+            and (t.get("i"), t.get("par")) in pairs.values()
+            and (t["same_as"].get("i"), t["same_as"].get("par")) in pairs.values()]
     options = list(pairs)
     edited = _editor(
         TIES, pd.DataFrame(rows, columns=["parameter", "same as"]), (film.to_json(), repr(initial)), num_rows="dynamic",
@@ -114,10 +116,13 @@ def render_contrasts(film: Film, names: list[str]) -> list[dict] | None:
     """One contrast per dataset, each with its name and ambient SLD (every structure parameter is
     shared); a single dataset is named after its curve and keeps the film's ambient."""
     ambient = film.layers[-1].sld
+    stems = [name.rsplit(".", 1)[0][:100] for name in names]
+    if len(set(stems)) < len(stems):  # "run.txt" and "run.ort": contrasts need distinct names
+        stems = [name[:100] for name in names]
     if len(names) < 2:
-        return [{"name": name.rsplit(".", 1)[0][:40], "ambient_sld": ambient} for name in names]
+        return [{"name": stem, "ambient_sld": ambient} for stem in stems]
     column = f"ambient SLD ({FIELD_UNITS['sld']})"
-    initial = pd.DataFrame({"dataset": names, "contrast": [name.rsplit(".", 1)[0][:40] for name in names],
+    initial = pd.DataFrame({"dataset": names, "contrast": stems,
                             column: [ambient] * len(names)})
     edited = _editor(
         CONTRASTS, initial, (tuple(names), ambient), disabled=["dataset"],
@@ -132,7 +137,7 @@ def render_contrasts(film: Film, names: list[str]) -> list[dict] | None:
 def render_resolution(key: str = "fit_dq_percent") -> float:
     """dQ/Q (FWHM) for datasets without their own dQ column, as a fraction."""
     seed(key, 100 * PYREFLECT_DQ, "dq_percent")
-    percent = keep(key, st.number_input("dQ/Q for curves without a dQ column (FWHM, %)", key=key, min_value=0.0,
+    percent = keep(key, st.number_input("dQ/Q for curves without a usable dQ column (FWHM, %)", key=key, min_value=0.0,
                                         max_value=100 * MAX_DQ, format="%.4f", step=0.5))
     return percent / 100
 

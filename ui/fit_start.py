@@ -6,14 +6,17 @@ high-Q floor), which fills the bounds editor whenever the start changes."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
+import numpy as np
 import streamlit as st
 
 from reflect_core.accounts.access import User
+from reflect_core.analysis.fit import FitConfig
 from reflect_core.analysis.fit_runs import load_saved
 from reflect_core.analysis.start import start_from_film, start_from_model
-from reflect_core.base.errors import ReflectError
+from reflect_core.base.errors import InvalidInput, ReflectError
 from reflect_core.formats.curves import Curve
 from reflect_core.ml.builtin import builtin_models
 from reflect_core.physics.film import Film, FilmError, film_from_dict
@@ -38,10 +41,17 @@ class Start:
     config: dict  # the contract's form: film, bounds, scale, background (and dq from a model)
     ties: list = field(default_factory=list)
     note: str = ""
+    data: str = ""  # which curve the start's suggestions (background, model start) were made for
 
     @property
     def signature(self) -> tuple:
-        return self.kind, self.label, self.film.to_json(), repr(self.ties)
+        return self.kind, self.label, self.film.to_json(), repr(self.ties), self.data
+
+
+def fingerprint(curve: Curve) -> str:
+    """A curve's identity by content: a curve deleted and uploaded again under its name is another curve."""
+    parts = [curve.q, curve.r, curve.dr, curve.dq]
+    return hashlib.sha256(b"".join(np.ascontiguousarray(a).tobytes() for a in parts if a is not None)).hexdigest()[:16]
 
 
 def _record_film(record: dict) -> tuple[Film, list]:
@@ -49,7 +59,11 @@ def _record_film(record: dict) -> tuple[Film, list]:
     params = record.get("params") or {}
     if record["kind"] == "fit":
         saved = load_saved(record)
-        return film_from_dict(saved.fit["film"]), list(saved.request.config.get("ties") or [])
+        try:  # the ties as the fit checked them (an imported record's request was never checked here)
+            ties = list(FitConfig.parse(saved.request.config, len(saved.request.curves)).raw_ties)
+        except InvalidInput:
+            ties = []  # a configuration that no longer parses: its fitted film alone
+        return film_from_dict(saved.fit["film"]), ties
     if record["kind"] == "training":
         return film_from_dict(params["dataset"]["prior"]["film"]), []
     return film_from_dict(params.get("film", params)), []
@@ -63,7 +77,7 @@ def _has_film(record: dict) -> bool:
 
 
 def _around(film: Film, kind: str, label: str, curve: Curve, ties=None) -> Start:
-    return Start(film, kind, label, start_from_film(film, curve=curve), list(ties or []))
+    return Start(film, kind, label, start_from_film(film, curve=curve), list(ties or []), data=fingerprint(curve))
 
 
 def _from_record(user: User, curve: Curve) -> Start | None:
@@ -120,7 +134,7 @@ def _from_model(user: User, curves: list[tuple[str, Curve]]) -> Start | None:
     label = keep("fit_start_model_pick", st.selectbox("Model", labels, key=seed("fit_start_model_pick", labels[0])))
     model_id, model_dir = choices[label]
     name, curve = curves[0]
-    wanted = (model_id, name)
+    wanted = (model_id, name, fingerprint(curve))
     cached = st.session_state.get(MODEL_START)
     if cached is None or cached[0] != wanted:
         try:
@@ -130,13 +144,14 @@ def _from_model(user: User, curves: list[tuple[str, Curve]]) -> Start | None:
             st.error(f"This model gives no start for {name}: {exc}")
             return None
         fit = analysis.agreement.get("chi2_reduced")
-        note = " ".join([f"The network's profile, as {len(config['film']['layers'])} slabs"
-                         + (f" (its own curve: χ²_red {fit:.3g} against {name})." if fit is not None else "."),
-                         *(f"Q range: {n}." for n in analysis.notes)])
+        how = [n.removeprefix("start: ") for n in analysis.notes if n.startswith("start: ")]
+        note = " ".join([f"The network's profile, {how[0] if how else 'as slabs'}"
+                         + (f"; its own curve: χ²_red {fit:.3g} against {name}." if fit is not None else "."),
+                         *(f"Q range: {n}." for n in analysis.notes if not n.startswith("start: "))])
         cached = (wanted, config, note)
         st.session_state[MODEL_START] = cached
     _, config, note = cached
-    return Start(film_from_dict(config["film"]), "model", f"{label} on {name}", config, note=note)
+    return Start(film_from_dict(config["film"]), "model", f"{label} on {name}", config, note=note, data=wanted[2])
 
 
 def render_start(user: User, curves: list[tuple[str, Curve]]) -> Start | None:

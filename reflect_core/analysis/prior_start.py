@@ -23,8 +23,25 @@ COLUMN = {field: k for k, field in enumerate(LAYER_FIELDS)}  # Film.as_array's c
 
 
 def varying_bounds(prior: dict) -> list[dict]:
-    """The prior's bounds with a real range (a bound with lo == hi only fixes a value)."""
-    return [b for b in prior.get("bounds") or [] if float(b["bounds"][1]) > float(b["bounds"][0])]
+    """The prior's bounds with a real range (a bound with lo == hi only fixes a value). A model's
+    prior is a free-form part of its model.json (an uploaded model's too): InvalidInput when a bound
+    is not ``{"i": layer index, "par": one of LAYER_FIELDS, "bounds": [lo, hi]}`` with finite lo ≤ hi."""
+    if not isinstance(prior, dict) or not isinstance(prior.get("film"), dict):
+        raise InvalidInput("the model's prior has no film")
+    layers = prior["film"].get("layers")
+    n = len(layers) if isinstance(layers, list) else 0
+    found = []
+    for k, b in enumerate(prior.get("bounds") or []):
+        pair = b.get("bounds") if isinstance(b, dict) else None
+        i = b.get("i") if isinstance(b, dict) else None
+        if (isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < n or b.get("par") not in COLUMN
+                or not isinstance(pair, (list, tuple)) or len(pair) != 2
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in pair)
+                or pair[0] > pair[1]):
+            raise InvalidInput(f"the model's prior: bound {k + 1} is not a layer index, parameter and [lo, hi]")
+        if pair[1] > pair[0]:
+            found.append(b)
+    return found
 
 
 def prior_film_for_profile(prior: dict, z, sld, seed: int = 0) -> tuple[Film, list[dict], float]:

@@ -16,7 +16,7 @@ import numpy as np
 
 from reflect_core.analysis.fit import FitConfig
 from reflect_core.analysis.measured import Analysis, analyse_with_model
-from reflect_core.analysis.prior_start import prior_film_for_profile, varying_bounds
+from reflect_core.analysis.prior_start import prior_film_for_profile
 from reflect_core.analysis.slabify import DEFAULT_MAX_LAYERS, SlabFit, slabify
 from reflect_core.base.errors import InvalidInput
 from reflect_core.formats.curves import Curve
@@ -226,12 +226,12 @@ def start_from_model(model_dir, curve: Curve, n_layers: int | None = None) -> tu
     made into ``n_layers`` slabs (or as many as BIC picks); the model's beam side and dQ/Q."""
     analysis = analyse_with_model(model_dir, curve)
     meta = ModelMeta.read(model_dir)
-    if n_layers is None and meta.prior and varying_bounds(meta.prior):
+    if n_layers is None and meta.prior:
         # The prior's own parameters fitted to the profile: on held-out curves of the default prior this
         # start refines to a lower χ² than slabs (bench/bench_fit.py); a prior the fit cannot take → slabs.
-        film, bounds, rms = prior_film_for_profile(meta.prior, analysis.z, analysis.sld)
-        config = config_for(Film(film.layers, meta.beam_from, film.name), bounds, curve, meta.dq)
         try:
+            film, bounds, rms = prior_film_for_profile(meta.prior, analysis.z, analysis.sld)
+            config = config_for(Film(film.layers, meta.beam_from, film.name), bounds, curve, meta.dq)
             FitConfig.parse(config, 1)
         except InvalidInput:
             pass

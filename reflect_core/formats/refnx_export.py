@@ -203,7 +203,8 @@ def load_ort(path=ORT_FILE):
     found = []
     for dataset in orso.load_orso(path):
         q, r, dr, sigma_q = np.asarray(dataset.data, dtype=float)[:, :4].T  # as reflect_core writes it
-        found.append(Data1D((q, r, dr, sigma_q * FWHM_PER_SIGMA)))
+        keep = dr > 0  # as in reflect_core's chi2: a point without an uncertainty carries no weight
+        found.append(Data1D((q[keep], r[keep], dr[keep], sigma_q[keep] * FWHM_PER_SIGMA)))
     return found
 
 

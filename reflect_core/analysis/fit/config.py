@@ -19,7 +19,6 @@ PYREFLECT_DQ = 0.0294855  # FWHM fraction of Q; used when a curve has no dQ colu
 AMBIENT = "ambient"  # a mix's "b": the contrast's ambient SLD (solvent penetration)
 MAX_FREE = 100  # free parameters: each costs one model call per Jacobian column
 MAX_SCALE, MAX_BACKGROUND = 100.0, 1.0  # R is ≤ 1: a larger background or scale is a typing slip
-UNIT_GROUPS = {"sld": "sld", "isld": "sld", "thickness": "length", "roughness": "length"}
 
 
 class ConfigError(InvalidInput):
@@ -83,6 +82,12 @@ class FitConfig:
     contrasts: tuple[Contrast, ...]
     dq: float = PYREFLECT_DQ  # FWHM fraction of Q for curves without a dQ column
     raw_ties: tuple = ()  # the ties as given, for fit.json
+
+    @property
+    def n_free(self) -> int:
+        """The free parameters: bounded ones, varying φ, and varying scales and backgrounds (ties are not free)."""
+        return len(self.bounds) + sum(m.phi.varies for m in self.mixes) + sum(
+            c.scale.varies + c.background.varies for c in self.contrasts)
 
     @classmethod
     def parse(cls, raw, n_datasets: int) -> "FitConfig":
@@ -254,8 +259,8 @@ def _parse_ties(raw, film: Film) -> tuple[tuple[Tie, ...], tuple]:
         same_par = _par(target.get("par"), f"{where}.same_as.par")
         if (i, par) == (j, same_par):
             raise ConfigError(f"{where}: layer {i} {par} is tied to itself")
-        if UNIT_GROUPS[par] != UNIT_GROUPS[same_par]:
-            raise ConfigError(f"{where}: cannot tie {par} to {same_par}: their units differ")
+        if par != same_par:  # an isld tied to a negative SLD, a roughness to a 2,000 Å thickness: unphysical
+            raise ConfigError(f"{where}: a {par} can only be tied to another layer's {par}, not to a {same_par}")
         for side, (li, lp) in (("", (i, par)), (".same_as", (j, same_par))):
             if (why := _used(film, li, lp)) is not None:
                 raise ConfigError(f"{where}{side}: layer {li} {lp} cannot be tied: {why}")
@@ -293,6 +298,8 @@ def _parse_contrasts(raw: dict, film: Film, n_datasets: int) -> tuple[Contrast, 
         name = entry.get("name", f"dataset {k}")
         if not isinstance(name, str) or len(name) > 100:
             raise ConfigError(f"{where}.name: expected text of at most 100 characters")
+        if any(c.name == name for c in contrasts):  # parameters ("<name> scale") and results are named by it
+            raise ConfigError(f"{where}.name: {name!r} names another contrast too; give each its own name")
         sld = ambient
         if entry.get("ambient_sld") is not None:
             sld = _number(entry["ambient_sld"], f"{where}.ambient_sld")
@@ -310,12 +317,16 @@ def _check_consistency(config: FitConfig) -> None:
     film, last = config.film, len(config.film.layers) - 1
     bounded = {(b.i, b.par) for b in config.bounds}
     mixed = {m.i for m in config.mixes}
+    solvent = {m.i for m in config.mixes if m.b is None}
     for k, tie in enumerate(config.ties):
         if (tie.i, tie.par) in bounded:
             raise ConfigError(f"ties[{k}]: layer {tie.i} {tie.par} is tied, so it cannot also have bounds "
                               "(it takes the value of the parameter it is tied to)")
         if tie.par == "sld" and tie.i in mixed:
             raise ConfigError(f"ties[{k}]: layer {tie.i}'s SLD is set by its mix, so it cannot also be tied")
+        if tie.same_par == "sld" and tie.same_i in solvent:
+            raise ConfigError(f"ties[{k}]: layer {tie.same_i}'s SLD follows each contrast's solvent (its mix's b is "
+                              "the ambient), so no other layer can be tied to it; give that layer the same mix")
     for k, mix in enumerate(config.mixes):
         if (mix.i, "sld") in bounded:
             raise ConfigError(f"mixes[{k}]: layer {mix.i}'s SLD is φ·a + (1−φ)·b, so it cannot also have bounds "
@@ -332,8 +343,7 @@ def _check_consistency(config: FitConfig) -> None:
     if film.total_thickness + total > MAX_THICKNESS:
         raise ConfigError(f"bounds: the upper thickness bounds allow a {film.total_thickness + total:g} Å film; "
                           f"the limit is {MAX_THICKNESS:g} Å")
-    n_free = len(config.bounds) + sum(m.phi.varies for m in config.mixes) + sum(
-        c.scale.varies + c.background.varies for c in config.contrasts)
+    n_free = config.n_free
     if n_free == 0:
         raise ConfigError("bounds: nothing varies; give bounds to at least one parameter (or to scale, "
                           "background or a mix's φ)")

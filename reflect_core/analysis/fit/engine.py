@@ -21,6 +21,7 @@ import time
 
 import numpy as np
 
+from reflect_core.analysis.fit.budget import check_fit_size
 from reflect_core.analysis.fit.config import FitConfig
 from reflect_core.analysis.fit.datasets import notes_for, prepare
 from reflect_core.analysis.fit.model import FitModel
@@ -60,6 +61,7 @@ def run_fit(config: FitConfig, curves, *, search: str = "auto", mcmc_steps: int 
             reporter=None, control=None) -> FitResult:
     curves = list(curves)
     _check_arguments(config, curves, search, mcmc_steps, seed)
+    check_fit_size(config.n_free, mcmc_steps, curves)
     t0 = time.monotonic()
     data = [prepare(curve, contrast.name, config.dq) for curve, contrast in zip(curves, config.contrasts)]
     notes = notes_for(data)

@@ -20,21 +20,16 @@ import numpy as np
 from refnx._lib.emcee.autocorr import integrated_time
 from refnx.analysis import CurveFitter
 
+from reflect_core.analysis.fit.budget import walkers_for
 from reflect_core.analysis.fit.model import FitModel
 from reflect_core.analysis.fit.search import Covariance, Guard
 from reflect_core.physics.profile import auto_z, sld_profile
 
-MIN_WALKERS, WALKERS_PER_PARAMETER = 16, 4
 BURN_FRACTION = 0.25
 MIN_BAND_FILMS, MAX_BAND_FILMS = 200, 500
 BALL_SHRINK = 0.1  # start ball σ = this × the least-squares σ
 JITTER = 1e-3  # start ball σ as a fraction of the bound width, where σ is unknown
 PERCENTILES = (2.5, 16.0, 50.0, 84.0, 97.5)
-
-
-def walkers_for(n_free: int) -> int:
-    walkers = max(MIN_WALKERS, WALKERS_PER_PARAMETER * n_free)
-    return walkers + walkers % 2
 
 
 def _start_ball(model: FitModel, cov: Covariance, walkers: int, rng: np.random.RandomState) -> np.ndarray:

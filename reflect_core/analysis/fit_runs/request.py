@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from reflect_core.accounts.limits import Limits
 from reflect_core.analysis.fit import FitConfig
+from reflect_core.analysis.fit.budget import check_fit_size
 from reflect_core.base.errors import InvalidInput
 
 SEARCHES = ("auto", "local", "global")
@@ -115,7 +116,7 @@ class FitRequest:
                       seed=_integer(raw, "seed", 0, 0, MAX_SEED), start=_start(raw.get("start")),
                       time_limit_s=_integer(raw, "time_limit_s", time_limit_s(limits), 1, time_limit_s(limits)))
         if check_config:
-            request.fit_config()
+            check_fit_size(request.fit_config().n_free, request.mcmc_steps)
         return request
 
     def fit_config(self) -> FitConfig:

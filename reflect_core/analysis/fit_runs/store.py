@@ -24,6 +24,7 @@ from pathlib import Path
 
 from reflect_core.accounts.access import User, validate_username
 from reflect_core.accounts.limits import Limits
+from reflect_core.analysis.fit.budget import check_fit_size
 from reflect_core.base.errors import InvalidInput, LimitError, NotFound
 from reflect_core.base.storage import StorageError, atomic_write_bytes, atomic_write_json, data_dir, read_json
 from reflect_core.formats.curves import Curve, canonical_text, parse_canonical
@@ -241,6 +242,7 @@ def submit(user: User, raw: dict, curves: list[Curve], name: str | None = None, 
     request = FitRequest.parse(raw, limits)
     if len(curves) != len(request.curves):
         raise InvalidInput(f"the request names {len(request.curves)} datasets but {len(curves)} were given")
+    check_fit_size(request.fit_config().n_free, request.mcmc_steps, curves)
     texts = [canonical_text(curve).encode() for curve in curves]
     owner = validate_username(user.name)
     with locked():
