@@ -18,6 +18,7 @@ from reflect_core.physics.film import LAYER_FIELDS, Film, Layer, film_from_dict
 from reflect_core.physics.profile import sld_profile
 
 CANDIDATES = 4000  # random prior films scored at once (one batched profile call, ~30 MB for 900 z points)
+MIN_CANDIDATES, PROFILE_BUDGET = 200, 4e7  # candidates × layers × z points: ~0.3 s here
 POLISHED = 4  # the best candidates each polished by bounded least squares
 COLUMN = {field: k for k, field in enumerate(LAYER_FIELDS)}  # Film.as_array's columns
 
@@ -64,7 +65,9 @@ def prior_film_for_profile(prior: dict, z, sld, seed: int = 0) -> tuple[Film, li
         return out
 
     rng = np.random.default_rng(seed)
-    population = lo + (hi - lo) * rng.random((CANDIDATES, len(bounds)))
+    # Fewer candidates for a film of many layers: the batched profile costs candidates × layers × z points.
+    n_candidates = max(MIN_CANDIDATES, min(CANDIDATES, int(PROFILE_BUDGET // (len(film.layers) * max(z.size, 1)))))
+    population = lo + (hi - lo) * rng.random((n_candidates, len(bounds)))
     population[0] = np.clip([base[i, column] for i, column in where], lo, hi)  # the prior's own film
     misfit = ((sld_profile(stacks(population), z)[1] - sld) ** 2).sum(axis=1)
     best = None
