@@ -125,3 +125,22 @@ def test_a_mixed_layer_enters_the_configuration_without_bounds_of_its_own():
     config = fit_config(film, bounds, [], {"value": 1.0, "bounds": None}, {"value": 1e-7, "bounds": None}, None,
                         0.03, solvent)  # the film's ambient is air (0): the layer starts at 0.8
     assert FitConfig.parse(config, 1).film.layers[2].sld == pytest.approx(0.8)
+
+
+def test_a_start_from_the_built_in_model_reads_its_prior_or_slabs(app):
+    """The built-in network's prediction as the start: in its prior's terms (the prior's 8 layers), or cut
+    into as many slabs as the user asks (substrate + 2 + ambient); the fit request follows the choice."""
+    from reflect_core.physics.presets import DEFAULT_FILM
+
+    q = np.geomspace(0.0081, 0.1975, 200)
+    r = film_reflectivity(DEFAULT_FILM, q, dq_abs=0.03 * q)
+    user_curves.save_curve(LOCAL_USER, "prior.txt", csv_text(["Q", "R", "dR"], [q, r, 0.05 * r]).encode())
+    app.run()
+    app.radio(key="fit_start_kind").set_value("model").run()
+    assert not app.exception, app.exception
+    assert "the model's prior (18 parameters) fitted to the predicted profile" in text(app)
+    assert len(app.session_state["fit_request"]["config"]["film"]["layers"]) == len(DEFAULT_FILM.layers)
+    app.selectbox(key="fit_start_read_as").set_value("2").run()
+    assert not app.exception, app.exception
+    assert "cut into slabs" in text(app)
+    assert len(app.session_state["fit_request"]["config"]["film"]["layers"]) == 4

@@ -30,6 +30,8 @@ KINDS = {"explorer": "the explorer's film", "record": "a film from my history", 
          "model": "a model's prediction"}
 TEXT_BUILT = "fit_start_text_built"
 MODEL_START = "fit_start_model"
+READ_AS = {"prior": "the model's prior (its film and bounds)", "bic": "slabs, their number by BIC",
+           **{str(k): f"{k} slab{'s' if k > 1 else ''}" for k in range(1, 7)}}
 APPLIED = "fit_start_applied"  # the start whose bounds the editor was last filled with
 
 
@@ -133,13 +135,19 @@ def _from_model(user: User, curves: list[tuple[str, Curve]]) -> Start | None:
         keep("fit_start_model_pick", labels[0])
     label = keep("fit_start_model_pick", st.selectbox("Model", labels, key=seed("fit_start_model_pick", labels[0])))
     model_id, model_dir = choices[label]
+    read_as = keep("fit_start_read_as", st.selectbox(
+        "Read the profile as", list(READ_AS), key=seed("fit_start_read_as", "prior"), format_func=READ_AS.get,
+        help="The model's prior: its own film, with the parameters it varied fitted to the predicted profile (falls "
+             "back to slabs when the model keeps no prior). Slabs: the profile cut into layers, their number chosen "
+             "by the Bayesian information criterion or by you."))
     name, curve = curves[0]
-    wanted = (model_id, name, fingerprint(curve))
+    wanted = (model_id, name, fingerprint(curve), read_as)
     cached = st.session_state.get(MODEL_START)
     if cached is None or cached[0] != wanted:
         try:
             with st.spinner("Predicting the profile of the first curve…"):
-                config, analysis = start_from_model(model_dir, curve)
+                config, analysis = start_from_model(model_dir, curve, None if read_as in ("prior", "bic") else
+                                                    int(read_as), use_prior=read_as == "prior")
         except ReflectError as exc:
             st.error(f"This model gives no start for {name}: {exc}")
             return None
@@ -151,7 +159,8 @@ def _from_model(user: User, curves: list[tuple[str, Curve]]) -> Start | None:
         cached = (wanted, config, note)
         st.session_state[MODEL_START] = cached
     _, config, note = cached
-    return Start(film_from_dict(config["film"]), "model", f"{label} on {name}", config, note=note, data=wanted[2])
+    return Start(film_from_dict(config["film"]), "model", f"{label} on {name}", config, note=note,
+                 data=f"{wanted[2]}:{read_as}")
 
 
 def render_start(user: User, curves: list[tuple[str, Curve]]) -> Start | None:

@@ -218,15 +218,16 @@ def start_from_profile(z, sld, band=None, n_layers: int | None = None, beam_from
     return config_from_fit(fit, spread, curve=curve, dq=dq)
 
 
-def start_from_model(model_dir, curve: Curve, n_layers: int | None = None) -> tuple[dict, Analysis]:
+def start_from_model(model_dir, curve: Curve, n_layers: int | None = None,
+                     use_prior: bool = True) -> tuple[dict, Analysis]:
     """(fit configuration, the network's analysis of ``curve``): the model's predicted profile
     (``Analysis.z``, ``.sld``; with ``.notes`` on how the curve met the model's Q grid, which start
     was made, and ``.agreement`` of the profile with the data) read as the model's prior (its film
-    and bounds, fitted to the profile) when the model has one and ``n_layers`` is not given, else
+    and bounds, fitted to the profile) when the model has one, ``use_prior`` and no ``n_layers``, else
     made into ``n_layers`` slabs (or as many as BIC picks); the model's beam side and dQ/Q."""
     analysis = analyse_with_model(model_dir, curve)
     meta = ModelMeta.read(model_dir)
-    if n_layers is None and meta.prior:
+    if use_prior and n_layers is None and meta.prior:
         # The prior's own parameters fitted to the profile: on held-out curves of the default prior this
         # start refines to a lower χ² than slabs (bench/bench_fit.py); a prior the fit cannot take → slabs.
         try:
