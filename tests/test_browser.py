@@ -119,6 +119,19 @@ def fill_number(page, label, value):
     page.wait_for_timeout(700)  # let the rerun land before the next edit
 
 
+def press_train_until_submitted(page, jobs) -> list:
+    """Press Train until the job store (not the page) shows a run; the runs."""
+    train = page.get_by_role("button", name="Train", exact=True)
+    for _ in range(4):
+        train.click(timeout=30_000)
+        deadline = time.time() + 15
+        while not jobs.list_runs() and time.time() < deadline:
+            time.sleep(0.5)
+        if jobs.list_runs():
+            return jobs.list_runs()
+    pytest.fail("four presses of Train submitted no run")
+
+
 def test_train_a_tiny_model_and_see_its_results(server, browser, data_dir, monkeypatch):
     page = browser.new_page(viewport={"width": 1500, "height": 2600})
     page.goto(server, wait_until="domcontentloaded")
@@ -132,17 +145,7 @@ def test_train_a_tiny_model_and_see_its_results(server, browser, data_dir, monke
     monkeypatch.setenv("REFLECT_DATA_DIR", str(data_dir))
     from reflect_core import jobs
 
-    train = page.get_by_role("button", name="Train", exact=True)
-    for _ in range(4):  # the job store, not the page, says whether a click submitted
-        train.click(timeout=30_000)
-        deadline = time.time() + 15
-        while not jobs.list_runs() and time.time() < deadline:
-            time.sleep(0.5)
-        if jobs.list_runs():
-            break
-    else:
-        pytest.fail("four presses of Train submitted no run")
-    [run] = jobs.list_runs()
+    [run] = press_train_until_submitted(page, jobs)
     deadline = time.time() + 300
     while jobs.get(run.run_id).state in ("queued", "running"):
         assert time.time() < deadline, f"run still {jobs.get(run.run_id).state} after 300 s"

@@ -9,7 +9,13 @@ import time
 import pytest
 from conftest import ROOT
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
-from test_browser import ARTIFACTS, browser, fill_number, streamlit_server  # noqa: F401 - fixtures
+from test_browser import (  # noqa: F401 - browser is a fixture
+    ARTIFACTS,
+    browser,
+    fill_number,
+    press_train_until_submitted,
+    streamlit_server,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -57,15 +63,7 @@ def test_submit_on_modal_pause_resume_complete(browser, tmp_path, monkeypatch): 
         page.wait_for_selector("text=Estimated cost on T4", timeout=30_000)
         page.get_by_label("Run name (optional)").fill("on modal")
 
-        train = page.get_by_role("button", name="Train", exact=True)
-        for _ in range(4):  # the job store, not the page, says whether a click submitted
-            train.click(timeout=30_000)
-            deadline = time.time() + 15
-            while not jobs.list_runs() and time.time() < deadline:
-                time.sleep(0.5)
-            if jobs.list_runs():
-                break
-        [run] = jobs.list_runs()
+        [run] = press_train_until_submitted(page, jobs)
         spec = json.loads((run.run_dir / jobs.SPEC).read_text())
         assert (run.backend, spec["gpu"]) == ("modal", "T4")
 

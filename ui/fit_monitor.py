@@ -11,6 +11,7 @@ import streamlit as st
 from reflect_core.accounts.access import User
 from reflect_core.analysis import fit_runs
 from reflect_core.base.errors import NotFound, ReflectError
+from ui.state import choose_newest_first
 
 POLL_SECONDS = 1.5
 SELECTED = "fit_selected_run"
@@ -27,15 +28,7 @@ def _label(run: fit_runs.FitRun) -> str:
 
 def choose_fit(user: User) -> fit_runs.FitRun | None:
     """The fit selector, newest first; None when the user has none."""
-    runs = fit_runs.list_fits(user)
-    if not runs:
-        st.caption("No fits yet: start one above.")
-        return None
-    ids = [r.run_id for r in runs]
-    if st.session_state.get(SELECTED) not in ids:
-        st.session_state[SELECTED] = ids[0]
-    chosen = st.selectbox("Fit", ids, key=SELECTED, format_func=lambda i: _label(runs[ids.index(i)]))
-    return runs[ids.index(chosen)]
+    return choose_newest_first("Fit", fit_runs.list_fits(user), SELECTED, _label, "No fits yet: start one above.")
 
 
 def _act(user: User, action: str, run_id: str) -> None:

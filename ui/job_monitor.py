@@ -18,6 +18,7 @@ from reflect_core.base.errors import NotFound, ReflectError
 from reflect_core.store import records
 from reflect_core.viz.figures import loss_figure
 from ui.session import configured_hub, current_limits
+from ui.state import choose_newest_first
 
 POLL_SECONDS = 2.0
 SELECTED = "train_selected_run"
@@ -109,14 +110,7 @@ def choose_run(user: User) -> jobs.RunInfo | None:
     """The run selector (newest first; an admin sees everyone's); None when there are no runs."""
     jobs.tick()
     runs = sorted(jobs.runs_for(user), key=lambda r: r.created, reverse=True)
-    if not runs:
-        st.caption("No training runs yet: submit one above.")
-        return None
-    ids = [r.run_id for r in runs]
-    if st.session_state.get(SELECTED) not in ids:
-        st.session_state[SELECTED] = ids[0]
-    chosen = st.selectbox("Run", ids, format_func=lambda i: _label(runs[ids.index(i)]), key=SELECTED)
-    return runs[ids.index(chosen)]
+    return choose_newest_first("Run", runs, SELECTED, _label, "No training runs yet: submit one above.")
 
 
 @st.fragment(run_every=POLL_SECONDS)

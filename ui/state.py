@@ -29,3 +29,16 @@ def keep(name: str, value):
     """Call after the widget ran: remember its value for the next visit (and other pages)."""
     st.session_state[_SHADOW + name] = value
     return value
+
+
+def choose_newest_first(label: str, runs: list, key: str, describe, empty: str):
+    """A selector over ``runs`` (newest first, each with a ``run_id``), starting on the newest while the
+    chosen one is gone; the chosen run, or None after showing ``empty`` when there are none."""
+    if not runs:
+        st.caption(empty)
+        return None
+    ids = [r.run_id for r in runs]
+    if st.session_state.get(key) not in ids:
+        st.session_state[key] = ids[0]
+    chosen = st.selectbox(label, ids, key=key, format_func=lambda i: describe(runs[ids.index(i)]))
+    return runs[ids.index(chosen)]
