@@ -3,10 +3,14 @@
 import streamlit as st
 
 from reflect_core.base.errors import ReflectError
+from reflect_core.physics.warmup import start_warmup
+from ui.persistence import render_persistence_notice, start_persistence
 from ui.session import load_deployment, require_user
 from ui.sidebar import render_engine_status
 
 st.set_page_config(page_title="Reflectometry ML", page_icon="🧲", layout="wide")
+start_warmup()  # numba kernels compile in a child process; pages use their numpy twins until they load
+start_persistence()  # restore saved work before the login file is read: it may bring back users who signed up
 try:
     # Unreadable secrets, an invalid REFLECT_MODE, shared mode without a login file, an unsafe login
     # file: the app stays closed. It never falls back to single-user mode, where everyone is an admin.
@@ -14,6 +18,7 @@ try:
 except ReflectError as exc:
     st.error(f"The app is closed until its configuration is fixed: {exc}")
     st.stop()
+render_persistence_notice(deployment.mode)  # every page, the login page too
 require_user(deployment)  # stops here until someone logs in, in shared mode
 
 pages = [

@@ -10,7 +10,7 @@ from reflect_core.data.generate import MAX_COUNTS, MAX_PROFILE_POINTS, DatasetEr
 from reflect_core.formats.curves import matching_grid
 from reflect_core.jobs import backends
 from reflect_core.ml import costs
-from reflect_core.ml.estimates import dataset_bytes, generation_seconds, model_size, training_seconds
+from reflect_core.ml.estimates import dataset_bytes, generation_seconds, model_size, training_seconds_apart
 from reflect_core.ml.settings import (
     ARCHITECTURES,
     OPTIMIZERS,
@@ -29,7 +29,7 @@ from ui.job_monitor import SELECTED, choose_run, render_monitor
 from ui.run_results import render_results
 from ui.session import current_limits, current_user, rate_limit_per_minute
 from ui.state import keep, remembered, seed
-from ui.train_form import SPEC_KEY
+from ui.train_form import SPEC_KEY, render_machine_cap
 
 
 def number(where, label, key, default, **kwargs):
@@ -58,10 +58,9 @@ def _generation_estimate(dataset: dict) -> float:
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def _training_estimate(model: dict, training: dict, n_train: int, n_q: int, n_z: int) -> tuple[float, int, int]:
-    settings = settings_from_dict(model)
-    params, size = model_size(settings, n_q, n_z)
-    return training_seconds(settings, train_settings_from_dict(training), n_train, n_q, n_z), params, size
+def _training_estimate(model: dict, training: dict, n_train: int, n_q: int, n_z: int) -> float:
+    # Timed in a child process: torch never loads into the server for an estimate.
+    return training_seconds_apart(settings_from_dict(model), train_settings_from_dict(training), n_train, n_q, n_z)
 
 
 user, limits = current_user(), current_limits()
@@ -268,11 +267,17 @@ try:
     spec = TrainSpec.parse({"kind": "train", "dataset": dataset, "model": model, "training": training, **place})
     st.session_state[SPEC_KEY] = spec.to_dict()
     n_train = int(n_curves * (1 - val_fraction - test_fraction))
-    with st.spinner("Estimating…"):
-        train_s, params, size = _training_estimate(model, training, n_train, nq, n_profile)
-    st.caption(f"Model: {params:,} parameters ({size / 1e6:,.1f} MB), counted from the settings. Estimated training "
-               f"time here: {train_s / 60:,.1f} min for {epochs} epochs (early stopping may end sooner).")
-    if spec.backend == "modal":
+    params, size = model_size(spec.model, nq, n_profile)
+    try:
+        with st.spinner("Estimating…"):
+            train_s = _training_estimate(model, training, n_train, nq, n_profile)
+        timing = (f"Estimated training time here: {train_s / 60:,.1f} min for {epochs} epochs (early stopping "
+                  "may end sooner).")
+    except TrainingError as exc:  # the timing process failed (memory, a timeout): training itself may still run
+        train_s, timing = None, f"No training time estimate: {exc}."
+    st.caption(f"Model: {params:,} parameters ({size / 1e6:,.1f} MB), counted from the settings. {timing}")
+    render_machine_cap(spec, limits, user.name)
+    if spec.backend == "modal" and train_s is not None:
         gen_s = 0.0 if "arrays" in dataset else _generation_estimate(dataset)
         st.info(costs.estimate(spec.gpu, train_s, gen_s).describe())
 except (SpecError, ModelError, TrainingError) as exc:

@@ -18,14 +18,13 @@ from reflect_core.base.job_protocol import PrintReporter
 from reflect_core.base.storage import read_input_file
 from reflect_core.cli_fit import add_fit_parser
 from reflect_core.data.generate import NR_FILE, SLD_FILE, dataset_from_dict, generate
+from reflect_core.doctor import ESSENTIAL, as_json, as_text, broken, read_settings, run_checks
 from reflect_core.formats.arrays import load_npy, load_training_arrays
 from reflect_core.formats.curves import csv_text, q_grid, read_curve
 from reflect_core.formats.films import load_film
 from reflect_core.ml.meta import ModelMeta
-from reflect_core.ml.pipeline import train_on_arrays
 from reflect_core.ml.predict import predict
 from reflect_core.ml.spec import TrainSpec
-from reflect_core.ml.training import CHECKPOINT
 from reflect_core.physics.film import FilmError
 from reflect_core.physics.profile import DEFAULT_PROFILE_POINTS
 from reflect_core.physics.simulate import (
@@ -99,6 +98,10 @@ def cmd_generate(args) -> None:
 
 
 def cmd_train(args) -> None:
+    # torch only here: `doctor` must run (and say so) when torch is missing or broken
+    from reflect_core.ml.pipeline import train_on_arrays
+    from reflect_core.ml.training import CHECKPOINT
+
     spec = TrainSpec.parse(_json_file(args.config))
     out = Path(args.out)
     data_dir = Path(args.data) if args.data else generate(spec.dataset, out / "data", PrintReporter())
@@ -156,6 +159,12 @@ def cmd_hash_password(args) -> None:
     if len(password) < 8:
         raise CliError("use a password of at least 8 characters")
     print(hash_password(password))
+
+
+def cmd_doctor(args) -> int:
+    checks = run_checks(*read_settings())
+    print(as_json(checks) if args.json else as_text(checks))
+    return 1 if broken(checks) else 0
 
 
 def _write_npy(path: str, array) -> None:
@@ -241,6 +250,15 @@ def build_parser() -> argparse.ArgumentParser:
     hasher = sub.add_parser("hash-password", help="print a bcrypt hash for the login YAML file")
     hasher.add_argument("--stdin", action="store_true", help="read the password from standard input")
     hasher.set_defaults(run=cmd_hash_password)
+    doctor = sub.add_parser(
+        "doctor", help="what this installation has and lacks, and what to do about each",
+        description="Checks Python, the torch build, the numerical kernels, pyreflect, the settings "
+        "(environment, REFLECT_SECRETS_FILE or .streamlit/secrets.toml), login, Modal, the Hub, the state "
+        "mirror, the data directory and its free disk; never contacts the network or prints a token. "
+        "Exit status 0 when nothing essential is broken, 1 when an essential check is in error "
+        f"({', '.join(ESSENTIAL)}), 2 for bad usage.")
+    doctor.add_argument("--json", action="store_true", help="print the checks as JSON")
+    doctor.set_defaults(run=cmd_doctor)
     return parser
 
 
@@ -248,7 +266,7 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        args.run(args)
+        status = args.run(args)
     except (ReflectError, ValueError) as exc:  # every user error of the library, and a bad number
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -256,4 +274,4 @@ def main(argv=None) -> int:
         where = f" {exc.filename}" if exc.filename else ""
         print(f"error: cannot use{where}: {exc.strerror or exc}", file=sys.stderr)
         return 2
-    return 0
+    return status or 0  # a command may return its own status (doctor: 1 when something essential is broken)

@@ -9,9 +9,15 @@ command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 PIP=".venv/bin/python -m pip"
 $PIP install -q --upgrade pip
-# torch first and pinned: an unpinned torch pulls several GB of CUDA wheels.
-$PIP install -q torch==2.13.0
-$PIP install -q -r requirements.txt -r requirements-pyreflect.txt -r requirements-dev.txt
+# torch first, the CPU build: requirements.txt names PyTorch's CPU wheel for this Python (what Community
+# Cloud installs); where that server cannot be reached, the pinned version from pip's own sources (on this
+# project's build machines, the CPU wheel on local disk). An unpinned torch pulls several GB of CUDA wheels.
+if ! .venv/bin/python -c "import importlib.metadata as m, sys; sys.exit(m.version('torch').split('+')[0] != '2.13.0')" 2>/dev/null; then
+  grep '^torch' requirements.txt > .venv/torch-requirements.txt
+  $PIP install -q -r .venv/torch-requirements.txt 2>/dev/null || $PIP install -q torch==2.13.0
+fi
+grep -v '^torch' requirements.txt > .venv/app-requirements.txt
+$PIP install -q -r .venv/app-requirements.txt -r requirements-pyreflect.txt -r requirements-dev.txt
 $PIP install -q --no-deps pyreflect-nr==1.4.6
 # The library itself, editable, so `python -m reflect_core` works from any folder.
 $PIP install -q --no-deps --no-build-isolation -e .

@@ -53,9 +53,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 
 from reflect_core.base.job_protocol import PrintReporter  # noqa: E402
+from reflect_core.base.storage import sha256_file  # noqa: E402
 from reflect_core.data.generate import NR_FILE, SLD_FILE, generate  # noqa: E402
 from reflect_core.formats.arrays import load_training_arrays  # noqa: E402
-from reflect_core.ml.builtin import CARD, KIND, PRETRAINED_DIR, sha256_of  # noqa: E402
+from reflect_core.ml.builtin import CARD, KIND, PRETRAINED_DIR  # noqa: E402
 from reflect_core.ml.meta import META, ModelMeta  # noqa: E402
 from reflect_core.ml.model_store import WEIGHTS  # noqa: E402
 from reflect_core.ml.pipeline import train_on_arrays  # noqa: E402
@@ -136,7 +137,7 @@ def _train(raw: dict, out_dir: Path, threads: int, reporter) -> dict:
                                   device="cpu")
         total_s, cpu_s = time.monotonic() - t0, time.process_time() - cpu0
         model_dir = work / "model"
-        digest = sha256_of(model_dir / WEIGHTS)
+        digest = sha256_file(model_dir / WEIGHTS)
         meta = ModelMeta.read(model_dir)
         run = {"generation_s": round(generation_s, 1), "training_s": summary["training_s"],
                "total_s": round(total_s, 1), "cpu_s": round(cpu_s, 1), "epochs_run": summary["epochs_run"],

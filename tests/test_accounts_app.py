@@ -30,7 +30,7 @@ def app_env(tmp_path, monkeypatch):
     .streamlit/secrets.toml, which a developer may have)."""
     monkeypatch.setenv("REFLECT_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("REFLECT_MAX_CONCURRENT", "0")  # jobs stay queued: no workers in these tests
-    for name in ("AUTH_CONFIG", "REFLECT_MODE", "REFLECT_SIGNUP", "HOSTNAME"):
+    for name in ("AUTH_CONFIG", "REFLECT_MODE", "REFLECT_SIGNUP", "REFLECT_CLOUD", "HOSTNAME"):
         monkeypatch.delenv(name, raising=False)
     secrets_file = tmp_path / "secrets.toml"
     secrets_file.write_text("")

@@ -17,6 +17,7 @@ from streamlit.testing.v1 import AppTest
 from test_accounts_app import app_env, hashes, log_in, login_file  # noqa: F401 - fixtures for the shared mode
 
 from reflect_core.accounts.access import LOCAL_USER
+from reflect_core.base.storage import sha256_file
 from reflect_core.data.generate import NR_FILE, SLD_FILE, dataset_from_dict, generate
 from reflect_core.formats.curves import csv_text
 from reflect_core.ml import builtin
@@ -63,7 +64,7 @@ def test_the_shipped_model_reads_and_its_weights_are_the_recorded_ones():
     assert json.loads((SHIPPED / "model.json").read_text())["schema"] == SCHEMA
     assert meta.source["kind"] == "built-in" and meta.data_folder is None
     assert meta.training is not None and meta.metrics is not None and meta.prior is not None
-    digest = builtin.sha256_of(SHIPPED / "model.pt")
+    digest = sha256_file(SHIPPED / "model.pt")
     assert meta.source["weights_sha256"] == digest and digest in entry.card()
     assert (SHIPPED / "model.pt").stat().st_size <= MAX_WEIGHTS_MB * 1e6
     model, loaded = load_model(SHIPPED)

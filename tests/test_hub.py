@@ -269,11 +269,11 @@ def test_the_models_page_renders_within_2_s_with_an_unreachable_hub(store, api, 
     at.switch_page("app_pages/models.py").run()
     elapsed = time.monotonic() - start
     assert not at.exception, at.exception
-    captions = [c.value for c in at.caption if "Hub" in c.value]
+    captions = [c.value for c in at.main.caption if "Hub" in c.value]  # the sidebar lists settings too
     assert len(captions) == 1 and "has not answered yet" in captions[0], captions
     print(f"Models page with an unreachable Hub: {elapsed:.2f} s")
     assert elapsed < 2.0, elapsed
     start = time.monotonic()
     at.run()  # the listing is asked once per minute, in the background
-    assert time.monotonic() - start < 2.0 and len([c for c in at.caption if "Hub" in c.value]) == 1
+    assert time.monotonic() - start < 2.0 and len([c for c in at.main.caption if "Hub" in c.value]) == 1
     assert api.calls.count("list_repo_files") == 1

@@ -415,3 +415,15 @@ def test_retry_starts_over_but_reuses_the_generated_data():
     jobs.delete(run_id)
     assert not info.run_dir.exists()
     assert jobs.list_runs() == []
+
+
+def test_workers_run_below_the_servers_priority():
+    """A worker takes only the CPU the server's page reruns leave (bench/bench_load.py: ten sessions beside a job)."""
+    import subprocess
+    import sys
+
+    code = ("import os; from reflect_core.jobs.worker import _yield_to_pages, WORKER_NICENESS; "
+            "before = os.getpriority(os.PRIO_PROCESS, 0); _yield_to_pages(); "
+            "print(os.getpriority(os.PRIO_PROCESS, 0) - before, WORKER_NICENESS)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert int(out[0]) == int(out[1]) > 0

@@ -85,6 +85,8 @@ def test_sld_calculator(app):
 
 
 def test_materials_table_has_units(app):
+    assert not app.dataframe  # shown on request
+    app.toggle(key="explorer_materials_table").set_value(True).run()
     table = app.dataframe[-1].value
     assert {"Formula", "Density (g/cm³)", "SLD (10⁻⁶ Å⁻²)"} <= set(table.columns)
     si = table[table["Material"] == "Si"].iloc[0]

@@ -16,11 +16,11 @@ from pathlib import Path
 import streamlit as st
 
 from reflect_core.base.errors import InvalidInput
+from reflect_core.doctor import SECRETS_FILE_SETTING
 
-SETTING_NAMES = ("MODAL_TOKEN_ID", "MODAL_TOKEN_SECRET", "HF_TOKEN", "HF_REPO_ID", "AUTH_CONFIG",
-                 "REFLECT_MODE", "REFLECT_SIGNUP",
+SETTING_NAMES = ("MODAL_TOKEN_ID", "MODAL_TOKEN_SECRET", "HF_TOKEN", "HF_REPO_ID", "HF_STATE_REPO_ID", "AUTH_CONFIG",
+                 "REFLECT_MODE", "REFLECT_SIGNUP", "REFLECT_CLOUD",
                  "RATE_LIMIT_SUBMIT_PER_MINUTE", "RATE_LIMIT_UPLOAD_PER_MINUTE")
-SECRETS_FILE_SETTING = "REFLECT_SECRETS_FILE"
 
 
 class ConfigError(InvalidInput):

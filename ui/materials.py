@@ -121,5 +121,6 @@ def materials_panel(key: str) -> None:
     """The SLD calculator and the materials table."""
     st.markdown("**SLD calculator**")
     sld_calculator(key)
-    st.markdown("**Materials** (names usable in a film line)")
-    st.dataframe(material_rows(MATERIALS), hide_index=True)
+    # On request: the table's Arrow conversion on every rerun of the explorer cost ~8 % of an edit's server time.
+    if st.toggle(f"Show the {len(MATERIALS)} materials usable in a film line", key=f"{key}_table"):
+        st.dataframe(material_rows(MATERIALS), hide_index=True)

@@ -5,6 +5,11 @@ to "local", who has the local limits) or ``shared`` (login required: nothing ren
 the user logs in). Unset, it is shared when ``AUTH_CONFIG`` is set or on Community Cloud.
 Whatever cannot be read or is unsafe stops the app (``load_deployment`` raises; app.py shows
 the message and stops): it never falls back to single-user mode.
+
+On Community Cloud (``auth_config.deployment_profile``; ``REFLECT_CLOUD`` overrides the detection)
+the shared defaults apply: login, the shared limits for non-admins, local training capped to
+small runs for everyone (``current_limits``), and for visitors no error details and no developer
+toolbar (``apply_client_options``).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from dataclasses import dataclass
 
 import streamlit as st
 
+from reflect_core.accounts import machine
 from reflect_core.accounts.access import LOCAL_USER, User
 from reflect_core.accounts.auth_config import (
     AUTH_SETTING,
@@ -22,18 +28,26 @@ from reflect_core.accounts.auth_config import (
     AuthConfigError,
     add_registered_user,
     check_new_username,
+    deployment_profile,
     load_auth_config,
     on_community_cloud,
+    public_host,
     resolve_mode,
     roles_of,
     signup_enabled,
 )
-from reflect_core.accounts.limits import Limits, limits_for
+from reflect_core.accounts.limits import Limits, limits_for, with_machine
 from reflect_core.base.errors import ReflectError
 
 from .config import app_config
 
 USER = "current_user"
+# Streamlit's generic message in the browser; Streamlit logs every uncaught exception's full traceback
+# on the server whatever this option says (error_util: "Uncaught app execution", exc_info).
+HIDDEN_ERROR_DETAILS = "none"
+# Toolbar modes without the developer entries (rerun, clear cache, deploy). "minimal", which
+# config.toml sets for every host, hides even more; anything else becomes "viewer" on a public host.
+VISITOR_TOOLBARS = ("viewer", "minimal")
 
 
 @dataclass(frozen=True)
@@ -42,23 +56,37 @@ class Deployment:
     login_path: str | None       # the login YAML (shared only)
     auth: dict | None            # that file, validated
     signup: bool                 # the sign-up form is offered
+    profile: str = "local"       # deployment_profile: "cloud", "server" or "local"
 
 
-def login_file() -> str | None:
-    config = app_config()
+def login_file(config: dict | None = None) -> str | None:
+    config = app_config() if config is None else config
     return config.get(AUTH_SETTING) or config.get("auth_config")
+
+
+def apply_client_options(public: bool) -> None:
+    """On a public host: uncaught exceptions show a generic message (tracebacks go to the server
+    log) and the toolbar has no developer entries. Process-wide options, never loosened here."""
+    if not public:
+        return
+    st.set_option("client.showErrorDetails", HIDDEN_ERROR_DETAILS)
+    if st.get_option("client.toolbarMode") not in VISITOR_TOOLBARS:
+        st.set_option("client.toolbarMode", "viewer")
 
 
 def load_deployment() -> Deployment:
     """The checked mode and login settings; ReflectError (ConfigError, AuthConfigError) otherwise."""
+    apply_client_options(on_community_cloud())  # first: a Cloud host whose configuration is broken too
     config = app_config()
     register_modal_backend(config)
-    path = config.get(AUTH_SETTING) or config.get("auth_config")
-    mode = resolve_mode(config.get(MODE_SETTING), path, on_community_cloud())
+    profile, public = deployment_profile(config), public_host(config)
+    apply_client_options(public)
+    path = login_file(config)
+    mode = resolve_mode(config.get(MODE_SETTING), path, public)
     if mode == "local":
-        return Deployment("local", None, None, False)
+        return Deployment("local", None, None, False, profile)
     auth = load_auth_config(path)
-    return Deployment("shared", str(path), auth, signup_enabled(config.get(SIGNUP_SETTING), auth))
+    return Deployment("shared", str(path), auth, signup_enabled(config.get(SIGNUP_SETTING), auth), profile)
 
 
 def register_modal_backend(config: dict) -> bool:
@@ -138,15 +166,21 @@ def current_user() -> User:
 
 
 def current_limits() -> Limits:
-    user = current_user()
+    """The user's profile, plus this machine's cap on local training on Community Cloud."""
+    user, config = current_user(), app_config()
     allowlist = ()
-    path = login_file()
+    path = login_file(config)
     if path:
         try:
             allowlist = [str(n).lower() for n in load_auth_config(path).get("local_profile_users") or ()]
         except AuthConfigError:
             allowlist = ()
-    return limits_for(user.name, user.role, bool(path), allowlist)
+    limits = limits_for(user.name, user.role, bool(path), allowlist)
+    try:
+        cloud = deployment_profile(config) == "cloud"
+    except AuthConfigError:
+        cloud = True  # an unreadable REFLECT_CLOUD keeps the app closed anyway; never lift the cap on it
+    return with_machine(limits, machine.CLOUD) if cloud else limits
 
 
 def rate_limit_per_minute(action: str) -> int | None:

@@ -3,12 +3,17 @@ can be put back into the form (History "Open") field by field, prior bounds incl
 
 Each row: the widget key, the shadow name it shares with other pages (see ``ui.state``),
 where the value sits in a ``TrainSpec``'s JSON form, and how the widget shows it.
+
+``render_machine_cap`` tells, before submit, whether a local run fits this machine's cap
+(Community Cloud's), and where to run it when it does not.
 """
 
 from __future__ import annotations
 
 import streamlit as st
 
+from reflect_core.accounts.limits import Limits, local_cpu_seconds, machine_violations
+from reflect_core.jobs import backends
 from reflect_core.ml.spec import ArraySource, TrainSpec
 from reflect_core.physics.film import film_from_dict
 from ui import film_editor
@@ -90,3 +95,29 @@ def restore(spec: TrainSpec) -> None:
     film = film_from_dict(raw["dataset"]["prior"]["film"])
     film_editor.load_film(film)
     restore_bounds(film, raw["dataset"]["prior"]["bounds"])
+
+
+MODAL_OFFER = "Choose **Modal GPU** under *Run on* above."
+MODAL_HOW = ("To offer Modal GPUs here, set `MODAL_TOKEN_ID` and `MODAL_TOKEN_SECRET` in the app's secrets "
+             "(README, Modal).")
+ARRAYS_HERE = ("Uploaded arrays train on this machine only (not on Modal yet): use fewer curves, epochs or a "
+               "smaller network, or generate the curves from the film, which Modal can train.")
+
+
+def render_machine_cap(spec: TrainSpec, limits: Limits, owner: str) -> None:
+    """Under the estimates: a local run on a capped machine fits (a caption) or not (a warning naming
+    the estimate and the cap, with Modal offered, or how to configure it). The job store refuses the
+    same spec with the same message, whatever this shows."""
+    if limits.machine is None or spec.backend != "local":
+        return
+    problems = machine_violations(spec, limits, owner)
+    if not problems:
+        st.caption(f"Estimated training compute {local_cpu_seconds(spec, owner) / 60:,.1f} CPU-min: within the "
+                   f"{limits.machine.cpu_seconds / 60:,.0f} CPU-min cap on training on this machine "
+                   f"({limits.machine.where}).")
+        return
+    if isinstance(spec.dataset, ArraySource):
+        offer = ARRAYS_HERE
+    else:
+        offer = MODAL_OFFER if backends.is_registered("modal") else MODAL_HOW
+    st.warning(f"Too big to train on this machine: {'; '.join(problems)}. {offer}")

@@ -50,6 +50,8 @@ RESERVED_NAMES = (LOCAL_USER.name,)  # the single-user mode's owner: a login of 
 
 MODES = ("local", "shared")
 MODE_SETTING, SIGNUP_SETTING, AUTH_SETTING = "REFLECT_MODE", "REFLECT_SIGNUP", "AUTH_CONFIG"
+CLOUD_SETTING = "REFLECT_CLOUD"
+CLOUD_WORDS = "Streamlit Community Cloud (detected, or REFLECT_CLOUD=on)"
 ON, OFF = ("on", "true", "yes", "1"), ("off", "false", "no", "0")
 LOCK_TIMEOUT_S = 10
 
@@ -216,7 +218,8 @@ def on_community_cloud(environ=None, app_dir=None) -> bool:
     rely on: Cloud's containers have the host name "streamlit" (HOSTNAME=streamlit), and Cloud
     clones the repository under /mount/src/<repo> and runs the app from there (the paths in every
     Cloud traceback; the docs say Cloud runs apps from the repository root). Either one counts.
-    A false positive only means login is required; REFLECT_MODE=shared forces it anywhere.
+    A false positive only means login is required; REFLECT_MODE=shared forces it anywhere, and
+    REFLECT_CLOUD=on the whole Cloud profile (``deployment_profile``).
     """
     environ = os.environ if environ is None else environ
     app_dir = str(Path.cwd() if app_dir is None else app_dir)
@@ -229,24 +232,60 @@ def _setting_text(value) -> str:
     return "" if value is None else str(value).strip().lower()
 
 
+def cloud_override(setting) -> bool | None:
+    """REFLECT_CLOUD: True (on), False (off) or None (unset: detect); anything else AuthConfigError,
+    which keeps the app closed like an invalid REFLECT_MODE."""
+    value = _setting_text(setting)
+    if not value:
+        return None
+    if value in ON or value in OFF:
+        return value in ON
+    raise AuthConfigError(f"{CLOUD_SETTING} must be 'on' or 'off' (or unset: detect), not {str(setting)!r}")
+
+
+def deployment_profile(config: dict, environ=None, app_dir=None) -> str:
+    """The one place that names the deployment: "cloud" (Community Cloud's shared defaults: login,
+    the shared limits for non-admins, local training capped to small runs, error details hidden,
+    no developer toolbar), "server" (a login configured, or a Cloud host with REFLECT_CLOUD=off)
+    or "local" (single user). Raises AuthConfigError for an invalid REFLECT_CLOUD.
+
+    REFLECT_CLOUD=on gives any host the Cloud profile. =off on a detected Cloud host lifts only the
+    local-training cap (for a false detection on a big lab server): login, hidden error details
+    and the toolbar follow ``public_host``, which a setting can turn on but never off (fail closed).
+    """
+    override = cloud_override(config.get(CLOUD_SETTING))
+    detected = on_community_cloud(environ, app_dir)
+    if override or (override is None and detected):
+        return "cloud"
+    login = config.get(AUTH_SETTING) or config.get("auth_config")
+    return "server" if detected or login or _setting_text(config.get(MODE_SETTING)) == "shared" else "local"
+
+
+def public_host(config: dict, environ=None, app_dir=None) -> bool:
+    """Login required, error details hidden, no developer toolbar: on a detected Cloud host whatever
+    REFLECT_CLOUD says (a typo or a copied secret must not open a public app), or with REFLECT_CLOUD=on."""
+    return on_community_cloud(environ, app_dir) or deployment_profile(config, environ, app_dir) == "cloud"
+
+
 def resolve_mode(setting, login_path, on_cloud: bool) -> str:
     """"local" (single user, no login) or "shared" (login required), or AuthConfigError.
 
-    Unset: shared when a login file is configured or on Community Cloud, else local. Shared never
-    runs without a login file; local with a login file is a contradiction, refused rather than guessed.
+    ``on_cloud`` is ``public_host``. Unset: shared when a login file is configured or on a public host,
+    else local. Shared never runs without a login file; local with a login file is a contradiction,
+    refused rather than guessed.
     """
     mode = _setting_text(setting)
     if mode and mode not in MODES:
         raise AuthConfigError(f"{MODE_SETTING} must be 'local' or 'shared', not {str(setting)!r}")
     if mode == "local" and on_cloud:
-        raise AuthConfigError(f"{MODE_SETTING}=local is refused on Streamlit Community Cloud, which is "
+        raise AuthConfigError(f"{MODE_SETTING}=local is refused on {CLOUD_WORDS}, which is "
                               f"public: remove it and set {AUTH_SETTING} to a login file")
     if mode == "local" and login_path:
         raise AuthConfigError(f"{MODE_SETTING}=local but {AUTH_SETTING} is set: remove {AUTH_SETTING} "
                               f"for single-user mode, or set {MODE_SETTING}=shared to require login")
     mode = mode or ("shared" if login_path or on_cloud else "local")
     if mode == "shared" and not login_path:
-        where = "this is Streamlit Community Cloud, which is shared" if on_cloud else f"{MODE_SETTING}=shared"
+        where = f"this is {CLOUD_WORDS}, which is shared" if on_cloud else f"{MODE_SETTING}=shared"
         raise AuthConfigError(f"{where}, and a shared app never runs without login: set {AUTH_SETTING} "
                               "to a login YAML file (README, Login) in the secrets or the environment")
     return mode

@@ -2,15 +2,17 @@
 tighter shared profile (a deployment with logins). The UI clamps its controls to
 these numbers and the server re-checks every request, listing every violation: the job
 store checks a spec and the owner's active jobs at once, under its lock, at submit,
-resume and retry (``jobs.submit(..., limits=...)``).
+resume and retry (``jobs.submit(..., limits=...)``). A deployment may add its machine's cap on local
+training (``with_machine``: Community Cloud's, for every user, admins too; see ``machine``).
 
 Below the profiles sit the physical bounds every input has anyway (``physics.film``,
 ``physics.simulate``, ``data.generate``, ``ml.settings``)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from reflect_core.accounts.machine import MachineCap, compute_violation, training_cpu_seconds
 from reflect_core.base import errors
 from reflect_core.ml.settings import parameter_count_for
 from reflect_core.ml.spec import GPU_TIERS, ArraySource, TrainSpec
@@ -41,6 +43,7 @@ class Limits:
     dataset_bytes: int  # the float32 arrays: curves × 2 × (Q points + z points) × 4
     exact_curves: int  # curves generated in exact mode, each ~50× the work of a slab-model curve
     gpu_tiers: tuple[str, ...] = GPU_TIERS  # Modal GPU tiers the user may run on (they cost money)
+    machine: MachineCap | None = None  # this machine's cap on local runs (the deployment's, not the profile's)
 
 
 # Shared: a deployment where 0.7-2.7 GB of memory and a core or two serve every visitor. 20 M
@@ -65,6 +68,13 @@ LABELS = {"curves": "curves", "film_layers": "film layers", "batch_size": "batch
           "exact_curves": "exact-mode curves"}
 
 
+# The sizes that fill a capped machine's memory or its generation time: a local run there keeps
+# within the shared profile's (which fit Cloud's box), whoever asks. Curves, epochs and CNN layers
+# count in the compute estimate instead; dropout costs nothing.
+BOX_SIZES = frozenset({"film_layers", "batch_size", "q_points", "profile_points", "channels", "hidden",
+                       "parameters", "dataset_bytes", "exact_curves"})
+
+
 class LimitError(errors.LimitError):
     """A request over one or more limits; the message lists every one."""
 
@@ -80,15 +90,19 @@ def limits_for(user_name: str, role: str, login_enabled: bool, allowlist=()) -> 
     return SHARED
 
 
-def spec_violations(spec: TrainSpec, limits: Limits, running_jobs: int = 0, owner: str | None = None) -> list[str]:
-    """Every limit a validated training spec breaks (an empty list when it fits). The
-    spec object is the one the pipeline runs, so no field can slip past under another key.
-    Uploaded arrays are measured from their stored headers, in ``owner``'s folder only."""
+def with_machine(limits: Limits, cap: MachineCap) -> Limits:
+    """``limits`` plus this machine's cap on local training (it applies whatever the profile)."""
+    return replace(limits, machine=cap)
+
+
+def _sizes(spec: TrainSpec, owner: str | None) -> list[tuple[str, int | float]]:
+    """(limit name, the spec's value) for every size limit. Uploaded arrays are measured from
+    their stored headers, in ``owner``'s folder only."""
     dataset = spec.dataset
     uploaded = isinstance(dataset, ArraySource)
     n, n_q, n_z = dataset.shape(owner) if uploaded else (dataset.n, dataset.nq, dataset.n_profile)
     compact = spec.model.arch == "compact_cnn"
-    checks = [
+    return [
         ("curves", n),
         ("film_layers", 0 if uploaded else len(dataset.prior.film.layers)),
         ("batch_size", spec.training.batch_size),
@@ -103,13 +117,42 @@ def spec_violations(spec: TrainSpec, limits: Limits, running_jobs: int = 0, owne
         ("dataset_bytes", n * 2 * (n_q + n_z) * 4),
         ("exact_curves", n if not uploaded and dataset.exact else 0),
     ]
-    found = [f"{LABELS[name]} {value:,} > {getattr(limits, name):,}" for name, value in checks
+
+
+def _over(value, limit) -> str:
+    return f"{value:,} > {limit:,}"
+
+
+def machine_violations(spec: TrainSpec, limits: Limits, owner: str | None = None, sizes=None) -> list[str]:
+    """What a local run breaks of this machine's cap (nothing without a cap, or on another backend):
+    the shared profile's ``BOX_SIZES`` where the user's own profile allows more (a shared user's
+    are reported once, as theirs), and the estimated training compute (``machine``)."""
+    cap = limits.machine
+    if cap is None or spec.backend != "local":
+        return []
+    sizes = _sizes(spec, owner) if sizes is None else sizes
+    found = [f"{LABELS[name]} {_over(value, getattr(SHARED, name))} (local training on {cap.where})"
+             for name, value in sizes if name in BOX_SIZES and getattr(SHARED, name) < value <= getattr(limits, name)]
+    return found + [v for v in [compute_violation(local_cpu_seconds(spec, owner, sizes), cap)] if v]
+
+
+def local_cpu_seconds(spec: TrainSpec, owner: str | None = None, sizes=None) -> float:
+    """The estimated training compute that the machine's cap compares (``machine``)."""
+    value = dict(_sizes(spec, owner) if sizes is None else sizes)
+    return training_cpu_seconds(spec, value["curves"], value["q_points"], value["profile_points"])
+
+
+def spec_violations(spec: TrainSpec, limits: Limits, running_jobs: int = 0, owner: str | None = None) -> list[str]:
+    """Every limit a validated training spec breaks (an empty list when it fits). The
+    spec object is the one the pipeline runs, so no field can slip past under another key."""
+    sizes = _sizes(spec, owner)
+    found = [f"{LABELS[name]} {_over(value, getattr(limits, name))}" for name, value in sizes
              if value > getattr(limits, name)]
     if spec.backend == "modal" and (spec.gpu or "T4") not in limits.gpu_tiers:
         found.append(f"GPU tier {spec.gpu or 'T4'} not allowed (allowed: {', '.join(limits.gpu_tiers) or 'none'})")
     if running_jobs >= limits.concurrent_jobs:
         found.append(f"{LABELS['concurrent_jobs']}: {running_jobs} already active, limit {limits.concurrent_jobs}")
-    return found
+    return found + machine_violations(spec, limits, owner, sizes)
 
 
 def check_spec(spec: TrainSpec, limits: Limits, running_jobs: int = 0, owner: str | None = None) -> None:

@@ -8,6 +8,7 @@ the new one, never half of one.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -98,3 +99,12 @@ def read_input_file(path, limit: int) -> bytes:
     if len(data) > limit:
         raise InvalidInput(f"{path}: larger than {limit:,} bytes")
     return data
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """The hex sha256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -27,8 +27,8 @@ from pathlib import Path
 
 from reflect_core.base.job_protocol import Paused, Stopped
 from reflect_core.data.generate import CONFIG_FILE, NR_FILE, SLD_FILE, STATUS_FILE
+from reflect_core.jobs.runfiles import CHECKPOINT  # not ml.training's (the same name): that module loads torch
 from reflect_core.ml.spec import ArraySource, TrainSpec
-from reflect_core.ml.training import CHECKPOINT
 
 HEARTBEAT_INTERVAL_S = 5.0
 PUBLISH_MIN_INTERVAL_S = 2.0  # in-phase progress; epochs, phase changes and log lines publish at once

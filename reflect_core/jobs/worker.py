@@ -168,10 +168,23 @@ def run_pipeline(claimed: jobs.Claim, reporter: FileReporter, control: FileContr
     return {"outcome": "completed", "result": result}
 
 
+WORKER_NICENESS = 10
+
+
+def _yield_to_pages() -> None:
+    """Lower this worker's CPU priority: it still uses every idle cycle, but the server's page reruns
+    come first on a shared box (ten sessions beside one training job: bench/bench_load.py)."""
+    try:
+        os.nice(WORKER_NICENESS)
+    except (AttributeError, OSError):  # no os.nice (Windows) or not permitted: run at normal priority
+        pass
+
+
 def attend(claimed: jobs.Claim, work: Work = train) -> None:
     """Run ``work`` for a claimed run: progress and log to its files, a heartbeat every second,
     pause/stop from control.json (SIGTERM counts as stop), and the outcome into its state.json.
     Also the body of other runners of run directories (``analysis.fit_runs.runner``)."""
+    _yield_to_pages()
     reporter = FileReporter(claimed.run_dir)
     control = FileControl(claimed.run_dir)
     # Only a flag: a handler that wrote files could deadlock on the reporter's lock.

@@ -18,12 +18,12 @@ other model directory.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 from reflect_core.base.errors import ReflectError
+from reflect_core.base.storage import sha256_file
 from reflect_core.ml.meta import META, ModelMeta
 
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
@@ -70,17 +70,10 @@ class BuiltinModel:
             return ""
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
 
 @lru_cache(maxsize=16)
 def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
-    return sha256_of(Path(path))
+    return sha256_file(path)
 
 
 def weights_sha256(model_dir: Path) -> str:

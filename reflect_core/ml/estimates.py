@@ -4,17 +4,35 @@ allocating anything the size of the job: parameters are counted from the setting
 only when it is small, otherwise on a small model of the same kind and scaled by the
 arithmetic each needs (multiply-adds per curve, counted from the settings like the size).
 
-Torch is imported only to time a model, so the limits can use the counts torch-free."""
+Torch is imported only to time a model, so the limits can use the counts torch-free. The app
+times it in a short-lived process of its own (``training_seconds_apart``): torch (~200 MB) and
+the probe's buffers would otherwise stay in the server's memory for good."""
 
 from __future__ import annotations
 
+import json
 import math
+import subprocess
+import sys
 import time
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from reflect_core.data.generate import DatasetConfig, simulate_chunk
-from reflect_core.ml.settings import PYREFLECT_Q_POINTS, ModelSettings, TrainSettings, parameter_count_for
+from reflect_core.ml.settings import (
+    PYREFLECT_Q_POINTS,
+    ModelSettings,
+    TrainingError,
+    TrainSettings,
+    parameter_count_for,
+    settings_from_dict,
+    train_settings_from_dict,
+)
+from reflect_core.physics import warmup
+
+if TYPE_CHECKING:
+    from reflect_core.data.generate import DatasetConfig
 
 BYTES_PER_VALUE = 4  # float32 arrays
 PROBE_SECONDS = 0.3  # time measured per estimate: the probe grows until it takes this long
@@ -31,7 +49,10 @@ def generation_seconds(config: DatasetConfig, probe: int = 64) -> float:
     """Time to simulate a few films (after one warm-up film), scaled to N. The number timed
     grows from 1 until the timing takes PROBE_SECONDS, so an expensive film (exact mode on a
     long grid) is timed once rather than ``probe`` times."""
+    from reflect_core.data.generate import simulate_chunk  # here: the timing child needs no physics (numba)
+
     films = config.prior.sample(probe, config.seed, "uniform")
+    warmup.wait_for_warmup()  # a job's workers run the compiled kernels: time those, not their numpy twins
     simulate_chunk(config, films[:1], np.random.default_rng(0))  # compiles, builds the Q plan
     n = 1
     while True:
@@ -144,3 +165,30 @@ def training_seconds(settings: ModelSettings, training: TrainSettings, n_train: 
         return per_batch * batches
     ratio = multiply_adds(settings, n_q, n_z) * training.batch_size / (multiply_adds(probe, probe_q, probe_z) * batch)
     return per_batch * max(ratio, 1.0) * batches
+
+
+APART_TIMEOUT_S = 300.0  # a loaded 2-core box needs ~10 s (most of it importing torch)
+ROOT = Path(__file__).resolve().parents[2]  # the child's working directory: reflect_core need not be installed
+
+
+def training_seconds_apart(settings: ModelSettings, training: TrainSettings, n_train: int, n_q: int,
+                           n_z: int) -> float:
+    """``training_seconds`` measured in a child process (``python -m reflect_core.ml.estimates``),
+    so torch is never loaded here; TrainingError when the child fails."""
+    request = json.dumps({"model": settings.to_dict(), "training": training.to_dict(), "n_train": n_train,
+                          "n_q": n_q, "n_z": n_z})
+    try:
+        done = subprocess.run([sys.executable, "-m", "reflect_core.ml.estimates"], input=request, cwd=ROOT,
+                              capture_output=True, text=True, timeout=APART_TIMEOUT_S)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise TrainingError(f"the training time could not be measured ({type(exc).__name__})") from None
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+        raise TrainingError(f"the training time could not be measured: {last[:300]}")
+    return float(done.stdout)
+
+
+if __name__ == "__main__":  # the child of training_seconds_apart
+    asked = json.loads(sys.stdin.read())
+    print(repr(training_seconds(settings_from_dict(asked["model"]), train_settings_from_dict(asked["training"]),
+                                asked["n_train"], asked["n_q"], asked["n_z"])))

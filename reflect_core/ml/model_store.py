@@ -6,12 +6,13 @@ Loading never unpickles: ``torch.load(weights_only=True)``.
 from __future__ import annotations
 
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from reflect_core.base.storage import shown_path
 from reflect_core.ml.meta import META, ModelLoadError, ModelMeta
-from reflect_core.ml.models import build_model
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["MAX_WEIGHTS_BYTES", "META", "WEIGHTS", "ModelLoadError", "load_model", "save_model"]
 
@@ -20,6 +21,8 @@ MAX_WEIGHTS_BYTES = 1_000_000_000
 
 
 def save_model(out_dir, model: torch.nn.Module, meta: ModelMeta) -> Path:
+    import torch  # here, not above: WEIGHTS is read by pages that must not load torch (~200 MB)
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), out_dir / WEIGHTS)
@@ -29,6 +32,10 @@ def save_model(out_dir, model: torch.nn.Module, meta: ModelMeta) -> Path:
 
 def load_model(model_dir) -> tuple[torch.nn.Module, ModelMeta]:
     """(model in eval mode, its metadata)."""
+    import torch
+
+    from reflect_core.ml.models import build_model
+
     model_dir = Path(model_dir)
     meta = ModelMeta.read(model_dir)
     weights = model_dir / WEIGHTS

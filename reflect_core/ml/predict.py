@@ -11,14 +11,17 @@ Every crop and pad is reported in words.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from reflect_core.base.errors import InvalidInput
 from reflect_core.ml.meta import ModelMeta
 from reflect_core.ml.model_store import load_model
 from reflect_core.physics.resolution import FWHM_TO_SIGMA
+
+if TYPE_CHECKING:
+    import torch
 
 SAME_GRID_SIGMA = 0.1  # every point within 0.1 σ of the model's is the same grid
 PAD_FWHM = 2.0  # a gap of up to two resolution FWHM at an end is padded, a wider one refused
@@ -97,6 +100,8 @@ def curves_on_model_grid(nr: np.ndarray, q_model: np.ndarray, dq: float, resampl
 
 def apply_model(model: torch.nn.Module, meta: ModelMeta, r: np.ndarray) -> np.ndarray:
     """SLD profiles (N, 2, M) [z, SLD in 10⁻⁶ Å⁻²] of R values on the model's grid (N, L)."""
+    import torch  # here: pages import this module for PredictError and grid checks, without running a model
+
     normalizer = meta.normalization
     with torch.no_grad():
         x = torch.from_numpy(normalizer.nr(r))

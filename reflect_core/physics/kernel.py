@@ -8,6 +8,10 @@ over memory for each of ~15 complex operations per layer, numba makes one.
 Frame: a (B, L, 4) array of [sld, isld, thickness, roughness] rows, substrate
 (row 0) to ambient (row L-1), beam incident from the ambient. The ambient's own
 absorption is ignored (the incident medium is taken as transparent, as in refnx).
+
+``_parratt_numpy`` is the same recursion in numpy, vectorised over (film, Q) and looping
+over layers: it serves while ``warmup`` compiles the numba kernel in the background
+(compiling takes seconds; a page must not wait for it), and is tested equal to it.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import math
 
 import numba
 import numpy as np
+
+from reflect_core.physics import warmup
 
 FOUR_PI_1E6 = 4.0 * math.pi * 1e-6  # SLD unit 1e-6 Å⁻² to Å⁻², times 4π
 
@@ -91,6 +97,30 @@ def _parratt(q, potential, absorption, thickness, sigma2, out):  # pragma: no co
         out[b, i] = x.real * x.real + x.imag * x.imag
 
 
+def _parratt_numpy(q, potential, absorption, thickness, sigma2, out):
+    """``_parratt`` in numpy: the same operations in the same order, (film, Q) at once."""
+    kk = 0.25 * q * q  # (1 or B, Nq)
+
+    def wavevector(m):  # _csqrt's principal root; absorption ≥ 0 keeps the root in the upper half-plane
+        arg = np.empty(np.broadcast_shapes(kk.shape, out.shape), dtype=complex)
+        arg.real, arg.imag = kk - potential[:, m, None], absorption[:, m, None]
+        return np.sqrt(arg)
+
+    n_layers = potential.shape[1]
+    k_lo, x = wavevector(0), np.zeros(out.shape, dtype=complex)
+    with np.errstate(divide="ignore", invalid="ignore"):  # 0/0 only where a == 0, which keeps x
+        for m in range(1, n_layers):
+            k_hi = np.broadcast_to(0.5 * q + 0j, x.shape) if m == n_layers - 1 else wavevector(m)
+            a, c = k_hi - k_lo, k_hi + k_lo
+            if m > 1:
+                x = x * np.exp(2j * thickness[:, m - 1, None] * k_lo)  # exp(0) = 1 exactly where d = 0
+            same = a == 0.0
+            a = a * np.exp(-2.0 * sigma2[:, m - 1, None] * k_hi * k_lo)
+            x = np.where(same, x, (a + c * x) / (c + a * x))
+            k_lo = k_hi
+    out[:] = x.real * x.real + x.imag * x.imag
+
+
 def parratt(q: np.ndarray, stacks: np.ndarray) -> np.ndarray:
     """Unsmeared reflectivity, shape (B, Nq).
 
@@ -106,6 +136,7 @@ def parratt(q: np.ndarray, stacks: np.ndarray) -> np.ndarray:
     out = np.empty((stacks.shape[0], q2.shape[1]), dtype=np.float64)
     potential = FOUR_PI_1E6 * (stacks[:, :, 0] - stacks[:, -1:, 0])
     absorption = FOUR_PI_1E6 * stacks[:, :, 1]
-    _parratt(q2, potential, absorption, np.ascontiguousarray(stacks[:, :, 2]),
-             np.ascontiguousarray(stacks[:, :, 3] ** 2), out)
+    kernel = _parratt if warmup.use_compiled() else _parratt_numpy
+    kernel(q2, potential, absorption, np.ascontiguousarray(stacks[:, :, 2]), np.ascontiguousarray(stacks[:, :, 3] ** 2),
+           out)
     return out

@@ -9,6 +9,9 @@ sparse (Nq × Nfine) matrix built once per Q grid and reused for every film, so
 smearing a batch is one kernel call on the fine grid plus one sparse product.
 The defaults were chosen by measuring against a brute-force convolution
 (tests/test_resolution.py): p99 error ≈ 0.1 %, max < 1 %.
+
+The two numba kernels have numpy twins (``_numpy`` suffix) that serve while ``warmup``
+compiles them; tests/test_kernel_warmup.py holds them equal.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import numpy as np
 import scipy.sparse
 
 from reflect_core.base.errors import InvalidInput
+from reflect_core.physics import warmup
 
 FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
 POINTS_PER_SIGMA = 3.0
@@ -90,7 +94,8 @@ class SmearingPlan:
         out = np.asarray(self.weights @ r_fine.T).T
         if films.size:
             patched = out[films]
-            _smear_near_edges(self.q_fine, r_fine[films], extra, r_extra, self.q, self.sigma, N_SIGMA, patched)
+            smear = _smear_near_edges if warmup.use_compiled() else _smear_near_edges_numpy
+            smear(self.q_fine, r_fine[films], extra, r_extra, self.q, self.sigma, N_SIGMA, patched)
             out[films] = patched
         return out
 
@@ -121,10 +126,23 @@ def _window_weights(x, qi, si, n_sigma):  # pragma: no cover - compiled
     return lo, w / w.sum()
 
 
+def _window_weights_numpy(x, qi, si, n_sigma):
+    """``_window_weights`` in numpy."""
+    n = x.size
+    if si == 0.0:
+        return min(np.searchsorted(x, qi), n - 1), np.ones(1)
+    lo = np.searchsorted(x, qi - n_sigma * si)
+    j = np.arange(lo, np.searchsorted(x, qi + n_sigma * si, side="right"))
+    u = (x[j] - qi) * (1.0 / si)
+    w = np.exp(-0.5 * u * u) * (x[np.minimum(j + 1, n - 1)] - x[np.maximum(j - 1, 0)])
+    return lo, w / w.sum()
+
+
 def _weight_matrix(x: np.ndarray, q: np.ndarray, sigma: np.ndarray) -> scipy.sparse.csr_matrix:
     rows, cols, values = [], [], []
+    window_weights = _window_weights if warmup.use_compiled() else _window_weights_numpy
     for i in range(q.size):
-        lo, w = _window_weights(x, q[i], sigma[i], N_SIGMA)
+        lo, w = window_weights(x, q[i], sigma[i], N_SIGMA)
         rows.append(np.full(w.size, i))
         cols.append(np.arange(lo, lo + w.size))
         values.append(w)
@@ -160,6 +178,22 @@ def _smear_near_edges(base, r_base, extra, r_extra, q, sigma, n_sigma, out):  # 
             for m in range(w.size):
                 total += w[m] * r[lo + m]
             out[f, t] = total
+
+
+def _smear_near_edges_numpy(base, r_base, extra, r_extra, q, sigma, n_sigma, out):
+    """``_smear_near_edges`` in numpy (one film at a time: the explorer has one)."""
+    for f in range(extra.shape[0]):
+        order = np.argsort(extra[f])
+        x = np.concatenate((base, extra[f, order]))
+        merge = np.argsort(x, kind="stable")  # on a tie the shared node comes first, as in the kernel's merge
+        x, r = x[merge], np.concatenate((r_base[f], r_extra[f, order]))[merge]
+        first = max(np.searchsorted(base, extra[f, order[0]]) - 1, 0)
+        last = min(np.searchsorted(base, extra[f, order[-1]]), base.size - 1)
+        for t in range(q.size):
+            if sigma[t] == 0.0 or q[t] + n_sigma * sigma[t] < base[first] or q[t] - n_sigma * sigma[t] > base[last]:
+                continue
+            lo, w = _window_weights_numpy(x, q[t], sigma[t], n_sigma)
+            out[f, t] = w @ r[lo:lo + w.size]
 
 
 def _fine_grid(q: np.ndarray, sigma: np.ndarray, points_per_sigma: float, thickness: float) -> np.ndarray:

@@ -64,13 +64,13 @@ def _path(run_id: str, name: str) -> str:
     return f"runs/{_check_run_id(run_id)}/{name}"
 
 
-def _offline() -> bool:
+def hub_offline() -> bool:
     from huggingface_hub import constants
 
     return bool(constants.HF_HUB_OFFLINE)
 
 
-def _describe(exc: BaseException, what: str) -> HubError:
+def describe_hub_error(exc: BaseException, what: str) -> HubError:
     """One clear HubError for whatever the client raised."""
     from huggingface_hub import errors
 
@@ -86,7 +86,7 @@ def _describe(exc: BaseException, what: str) -> HubError:
     return HubError(f"{what} failed on the Hub: {type(exc).__name__}: {exc}")
 
 
-def _is_absent(exc: BaseException) -> bool:
+def is_absent(exc: BaseException) -> bool:
     from huggingface_hub import errors
 
     return isinstance(exc, errors.EntryNotFoundError) and not isinstance(exc, errors.LocalEntryNotFoundError)
@@ -120,7 +120,7 @@ class HubRunStore:
     def _call(self, what: str, fn, *args, timeout_s: float | None = None, **kwargs):
         """``fn(*args, **kwargs)`` in a daemon thread; HubError when offline, failing or slower than the timeout;
         ``_Absent`` when the file is not on the Hub."""
-        if _offline():
+        if hub_offline():
             raise HubError(OFFLINE_MESSAGE)
         limit = self.timeout_s if timeout_s is None else timeout_s
         try:
@@ -130,9 +130,9 @@ class HubRunStore:
         except HubError:
             raise
         except Exception as exc:  # noqa: BLE001 - a client error, worded for the user
-            if _is_absent(exc):
+            if is_absent(exc):
                 raise _Absent(what) from None
-            raise _describe(exc, what) from None
+            raise describe_hub_error(exc, what) from None
 
     def _ensure_repo(self) -> None:
         if not self._repo_ready:
@@ -153,14 +153,14 @@ class HubRunStore:
         if future is not None and future.done():
             del self._inflight[run_id]
             if future.exception() is not None:
-                self._errors.append(str(_describe(future.exception(), f"upload for run {run_id}")))
+                self._errors.append(str(describe_hub_error(future.exception(), f"upload for run {run_id}")))
 
     def put(self, run_id: str, name: str, data: bytes) -> None:
         """Send ``runs/<run_id>/<name>`` without waiting (``flush`` waits). While the run's previous commit
         is still running, or sooner than ``min_commit_interval_s`` after it, the bytes are kept and go with
         the next commit (a newer put of the same name replaces them)."""
         path = _path(run_id, name)
-        if _offline():
+        if hub_offline():
             raise HubError(OFFLINE_MESSAGE)
         with self._lock:
             self._reap(run_id)

@@ -18,7 +18,7 @@ from pathlib import Path, PurePosixPath
 
 from reflect_core.ml.meta import META, ModelLoadError, ModelMeta
 from reflect_core.ml.model_store import WEIGHTS
-from reflect_core.ml.models import parameter_count
+from reflect_core.ml.settings import parameter_count_for
 from reflect_core.uploads.common import check_q_units, error, load_json, new_directory, safe_zip_members
 from reflect_core.uploads.weights import MAX_PARAMETERS, check_parameter_count, fit_weights, load_state_dict
 
@@ -75,9 +75,10 @@ def check_model_files(filename: str, meta_raw: bytes, weights_raw: bytes, max_by
 def model_zip(filename: str, data: bytes, max_bytes: int) -> tuple[ModelMeta, str]:
     """A model zip: (its metadata, description)."""
     meta_raw, weights_raw = model_files(filename, safe_zip_members(filename, data, max_bytes))
-    meta, model = check_model_files(filename, meta_raw, weights_raw, max_bytes)
+    meta, _ = check_model_files(filename, meta_raw, weights_raw, max_bytes)
     q = meta.q
-    return portable(meta), (f"{meta.model.arch} model: {parameter_count(model):,} parameters, {q.size} Q points "
+    count = parameter_count_for(meta.model, q.size, meta.z.size)  # the built network's count, without torch
+    return portable(meta), (f"{meta.model.arch} model: {count:,} parameters, {q.size} Q points "
                             f"({q.min():.4g}–{q.max():.4g} Å⁻¹) → {meta.z.size} z points")
 
 

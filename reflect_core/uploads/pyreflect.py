@@ -26,9 +26,8 @@ import numpy as np
 
 from reflect_core.ml.meta import ModelMeta
 from reflect_core.ml.model_store import MAX_WEIGHTS_BYTES, save_model
-from reflect_core.ml.models import parameter_count
 from reflect_core.ml.preprocess import R_FLOOR, Normalizer
-from reflect_core.ml.settings import ModelError, settings_from_dict
+from reflect_core.ml.settings import ModelError, parameter_count_for, settings_from_dict
 from reflect_core.physics.simulate import PYREFLECT_DQ, PYREFLECT_NQ, PYREFLECT_QMAX, PYREFLECT_QMIN
 from reflect_core.uploads.common import (
     STATS_KEYS,
@@ -81,12 +80,17 @@ def _fit_pyreflect(filename: str, state: dict, layers: int | None, dropout: floa
     return fit_weights(filename, "the weights", settings, PYREFLECT_Q.size, PYREFLECT_Z_POINTS, wrapped), settings
 
 
+def _parameters(settings) -> int:
+    # From the settings (equal to the built network's count, tests/test_upload_attacks.py), not the model: torch-free.
+    return parameter_count_for(settings, PYREFLECT_Q.size, PYREFLECT_Z_POINTS)
+
+
 def pyreflect_weights(filename: str, data: bytes, max_bytes: int) -> tuple[dict, str]:
     """pyreflect CNN weights: ({layers, parameters}, description)."""
     _require_pyreflect(filename)
     state = load_state_dict(filename, "the weights file", data, max_bytes, PYREFLECT_MAX_VALUES)
-    model, settings = _fit_pyreflect(filename, state, None, 0.5)
-    summary = {"layers": settings.layers, "parameters": parameter_count(model)}
+    _, settings = _fit_pyreflect(filename, state, None, 0.5)
+    summary = {"layers": settings.layers, "parameters": _parameters(settings)}
     return summary, (f"pyreflect CNN weights: {settings.layers} convolution blocks, {summary['parameters']:,} "
                      f"parameters ({PYREFLECT_Q.size} Q points in, {PYREFLECT_Z_POINTS} z points out)")
 
@@ -207,7 +211,7 @@ def import_pyreflect_model(weights_bytes: bytes, stats: dict, out_dir, q=None, z
                             sld_max=sld["y"]["max"], q_min=nr["x"]["min"], q_max=nr["x"]["max"],
                             z_min=sld["x"]["min"], z_max=sld["x"]["max"], r_floor=R_FLOOR)
     meta = ModelMeta(model=settings, q=q, z=z, dq=PYREFLECT_DQ, normalization=normalizer,
-                     parameters=parameter_count(model), source={"kind": "pyreflect import", "weights": filename})
+                     parameters=_parameters(settings), source={"kind": "pyreflect import", "weights": filename})
     out_dir = Path(out_dir)
     with new_directory(out_dir) as tmp:
         save_model(tmp, model, meta)

@@ -10,6 +10,9 @@ views, and two tensors on one storage. Sizes are bounded twice before anything i
 allocated: from the network's settings (``parameter_count_for``, by the caller) and from
 the declared shapes (a first pass on torch's ``meta`` device reads no tensor data). Values
 are checked in place, never copied to float64.
+
+torch is imported inside the functions that use it: this module sits on the import path of every
+upload (films and curves too) and of pages that never touch weights, and torch costs ~200 MB.
 """
 
 from __future__ import annotations
@@ -17,12 +20,13 @@ from __future__ import annotations
 import io
 import re
 import zipfile
+from typing import TYPE_CHECKING
 
-import torch
-
-from reflect_core.ml.models import build_model
 from reflect_core.ml.settings import ModelError, ModelSettings, parameter_count_for
 from reflect_core.uploads.common import check_zip_listing, error, short
+
+if TYPE_CHECKING:
+    import torch
 
 MAX_TORCH_RECORDS = 10_000  # torch.save writes one zip record per tensor storage
 # Parameters an uploaded network may have: compact CNNs train on CPUs (~1 M at the defaults);
@@ -60,6 +64,8 @@ def load_state_dict(filename: str, label: str, raw: bytes, max_bytes: int,
 
 
 def _torch_load(filename: str, label: str, raw: bytes, device: str):
+    import torch
+
     try:
         state = torch.load(io.BytesIO(raw), map_location=device, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch's restricted unpickler and reader raise many kinds
@@ -71,6 +77,8 @@ def _torch_load(filename: str, label: str, raw: bytes, device: str):
 
 def _check_tensors(filename: str, label: str, state: dict, device: str, max_values: int) -> None:
     """Plain tensors, each stored whole and alone, at most ``max_values`` numbers in all."""
+    import torch
+
     total, storages = 0, {}
     for key, value in state.items():
         if not isinstance(key, str) or not _plain_tensor(value, device):
@@ -94,6 +102,8 @@ def _check_tensors(filename: str, label: str, state: dict, device: str, max_valu
 
 def _plain_tensor(value, device: str) -> bool:
     """Dense numbers on ``device``, as a state dict of our networks holds (int64 only for BatchNorm's counter)."""
+    import torch
+
     return (isinstance(value, torch.Tensor) and value.layout == torch.strided and value.device.type == device
             and (value.is_floating_point() or value.dtype == torch.int64))
 
@@ -127,6 +137,8 @@ def _fit_problems(expected: dict, state: dict) -> list[str]:
 
 def _all_finite(tensor: torch.Tensor) -> bool:
     """Every value finite, checked a chunk at a time in the tensor's own dtype (no float64 copy)."""
+    import torch
+
     flat = tensor.reshape(-1)  # a view: load_state_dict refused anything that is not contiguous
     return all(bool(torch.isfinite(chunk).all()) for chunk in flat.split(FINITE_CHUNK))
 
@@ -135,6 +147,10 @@ def fit_weights(filename: str, label: str, settings, n_q: int, n_z: int, state: 
     """The declared network with ``state`` in it; its size is checked from the settings first,
     and it is built on the meta device, so checking a 155 M-parameter model allocates nothing
     but the weights already loaded."""
+    import torch
+
+    from reflect_core.ml.models import build_model
+
     check_parameter_count(filename, settings, n_q, n_z)
     try:
         with torch.device("meta"):

@@ -8,29 +8,38 @@ import plotly.graph_objects as go
 Q_LABEL = "Q (Å⁻¹)"
 SLD_LABEL = "SLD (10⁻⁶ Å⁻²)"
 Z_LABEL = "z (Å), from the substrate's top interface"
+EXPORT_TEMPLATE = "plotly_white"  # the look of figures outside the app (HTML bundles)
+
+
+def _layout_dict(x_title: str, y_title: str, log_y: bool) -> dict:
+    y_axis = dict(title=dict(text=y_title))
+    if log_y:
+        y_axis.update(type="log", exponentformat="power")
+    return dict(margin=dict(l=60, r=20, t=30, b=50), height=380,
+                legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0),
+                xaxis=dict(title=dict(text=x_title)), yaxis=y_axis)
+
+
+def _figure(traces: list, x_title: str, y_title: str, log_y: bool = False) -> go.Figure:
+    """The figure with the app's layout, given as nested dicts to the constructor: update_layout with
+    "xaxis_title"-style paths, and a template, cost ~20 ms per figure on every rerun. No template: in
+    the app Streamlit's chart theme styles the figure; exports add EXPORT_TEMPLATE (viz.report)."""
+    return go.Figure(data=traces, layout=_layout_dict(x_title, y_title, log_y))
 
 
 def _layout(fig: go.Figure, x_title: str, y_title: str, log_y: bool = False) -> go.Figure:
-    fig.update_layout(
-        margin=dict(l=60, r=20, t=30, b=50),
-        height=380,
-        legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0),
-        xaxis_title=x_title,
-        yaxis_title=y_title,
-        template="plotly_white",
-    )
-    if log_y:
-        fig.update_yaxes(type="log", exponentformat="power")
-    return fig
+    """The same layout on a figure built otherwise (subplots: every y axis logarithmic with ``log_y``)."""
+    fig.update_layout(_layout_dict(x_title, y_title, log_y))
+    return fig.update_yaxes(type="log", exponentformat="power") if log_y else fig
 
 
 def reflectivity_figure(curves: list[tuple[str, np.ndarray, np.ndarray]], rq4: bool = False, data=None) -> go.Figure:
     """``curves``: (label, Q, R). ``rq4`` plots R·Q⁴; ``data`` is an optional Curve with error bars."""
-    fig = go.Figure()
+    traces = []
     factor = (lambda q: q**4) if rq4 else (lambda q: 1.0)
     if data is not None and data.r is not None:
         keep = data.r > 0  # log axis: non-positive points cannot be drawn
-        fig.add_trace(
+        traces.append(
             go.Scatter(
                 x=data.q[keep],
                 y=data.r[keep] * factor(data.q[keep]),
@@ -41,31 +50,30 @@ def reflectivity_figure(curves: list[tuple[str, np.ndarray, np.ndarray]], rq4: b
             )
         )
     for i, (label, q, r) in enumerate(curves):
-        fig.add_trace(
+        traces.append(
             go.Scatter(x=q, y=r * factor(q), mode="lines", name=label, line=dict(dash="dash" if i else "solid"))
         )
-    return _layout(fig, Q_LABEL, "R·Q⁴ (Å⁻⁴)" if rq4 else "R", log_y=True)
+    return _figure(traces, Q_LABEL, "R·Q⁴ (Å⁻⁴)" if rq4 else "R", log_y=True)
 
 
 def sld_figure(z: np.ndarray, sld: np.ndarray, isld: np.ndarray | None = None, label: str = "SLD") -> go.Figure:
-    fig = go.Figure(go.Scatter(x=z, y=sld, mode="lines", name=label))
+    traces = [go.Scatter(x=z, y=sld, mode="lines", name=label)]
     if isld is not None and np.any(isld != 0):
-        fig.add_trace(go.Scatter(x=z, y=isld, mode="lines", name="iSLD (absorption)", line=dict(dash="dot")))
-    return _layout(fig, Z_LABEL, SLD_LABEL)
+        traces.append(go.Scatter(x=z, y=isld, mode="lines", name="iSLD (absorption)", line=dict(dash="dot")))
+    return _figure(traces, Z_LABEL, SLD_LABEL)
 
 
 def loss_figure(train: list, val: list) -> go.Figure:
     """Per-epoch training and validation loss (normalised MSE), log scale."""
     epochs = list(range(1, len(train) + 1))
-    fig = go.Figure([go.Scatter(x=epochs, y=train, mode="lines+markers", name="training"),
-                     go.Scatter(x=epochs, y=val, mode="lines+markers", name="validation")])
-    return _layout(fig, "epoch", "loss (MSE of normalised SLD)", log_y=True)
+    return _figure([go.Scatter(x=epochs, y=train, mode="lines+markers", name="training"),
+                    go.Scatter(x=epochs, y=val, mode="lines+markers", name="validation")],
+                   "epoch", "loss (MSE of normalised SLD)", log_y=True)
 
 
 def profile_comparison_figure(z: np.ndarray, profiles: list[tuple[str, np.ndarray]]) -> go.Figure:
-    fig = go.Figure([go.Scatter(x=z, y=sld, mode="lines", name=label, line=dict(dash="dash" if i else "solid"))
-                     for i, (label, sld) in enumerate(profiles)])
-    return _layout(fig, Z_LABEL, SLD_LABEL)
+    return _figure([go.Scatter(x=z, y=sld, mode="lines", name=label, line=dict(dash="dash" if i else "solid"))
+                    for i, (label, sld) in enumerate(profiles)], Z_LABEL, SLD_LABEL)
 
 
 def parity_figure(true: np.ndarray, pred: np.ndarray, max_points: int = 20000) -> go.Figure:
@@ -75,6 +83,6 @@ def parity_figure(true: np.ndarray, pred: np.ndarray, max_points: int = 20000) -
         pick = np.random.default_rng(0).choice(true.size, max_points, replace=False)
         true, pred = true[pick], pred[pick]
     lo, hi = float(min(true.min(), pred.min())), float(max(true.max(), pred.max()))
-    fig = go.Figure([go.Scattergl(x=true, y=pred, mode="markers", marker=dict(size=3, opacity=0.3), name="test values"),
-                     go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="perfect", line=dict(color="black"))])
-    return _layout(fig, "true SLD (10⁻⁶ Å⁻²)", "predicted SLD (10⁻⁶ Å⁻²)")
+    return _figure([go.Scattergl(x=true, y=pred, mode="markers", marker=dict(size=3, opacity=0.3), name="test values"),
+                    go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="perfect", line=dict(color="black"))],
+                   "true SLD (10⁻⁶ Å⁻²)", "predicted SLD (10⁻⁶ Å⁻²)")

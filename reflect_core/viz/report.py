@@ -30,7 +30,13 @@ from reflect_core.physics.simulate import (
     film_reflectivity,
 )
 from reflect_core.store.records import MODEL_FOLDER, model_meta, record_dir
-from reflect_core.viz.figures import loss_figure, profile_comparison_figure, reflectivity_figure, sld_figure
+from reflect_core.viz.figures import (
+    EXPORT_TEMPLATE,
+    loss_figure,
+    profile_comparison_figure,
+    reflectivity_figure,
+    sld_figure,
+)
 from reflect_core.viz.fit_figures import fit_figures
 
 
@@ -96,7 +102,8 @@ def standalone_html(figures: dict[str, go.Figure], title: str) -> str:
     parts = [f"<h1>{title}</h1>"]
     for i, (name, fig) in enumerate(figures.items()):
         parts.append(f"<h2>{name.replace('_', ' ')}</h2>")
-        parts.append(fig.to_html(full_html=False, include_plotlyjs=(i == 0)))
+        styled = go.Figure(fig).update_layout(template=EXPORT_TEMPLATE)  # a copy: the caller's figure is unchanged
+        parts.append(styled.to_html(full_html=False, include_plotlyjs=(i == 0)))
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title></head>"
             f"<body>{''.join(parts)}</body></html>")
 
@@ -106,7 +113,7 @@ def overlay_losses(runs: list[tuple[str, dict]]) -> go.Figure:
     fig = go.Figure([go.Scatter(x=np.arange(1, len(h["val"]) + 1), y=h["val"], mode="lines+markers", name=label)
                      for label, h in runs])
     fig.update_layout(xaxis_title="epoch", yaxis_title="validation loss (MSE of normalised SLD)",
-                      template="plotly_white", height=380, margin=dict(l=60, r=20, t=30, b=50))
+                      height=380, margin=dict(l=60, r=20, t=30, b=50))
     fig.update_yaxes(type="log", exponentformat="power")
     return fig
 
