@@ -3,6 +3,7 @@ and lacks, exit 1 only when something essential is broken, never a token on scre
 warm-up and the state mirror (other modules) are faked at their import names; the torch build is
 faked by installing fake distributions (dist-info + torch/version.py) on sys.path."""
 
+import importlib
 import importlib.metadata
 import importlib.util
 import json
@@ -32,10 +33,11 @@ UNSET = ("AUTH_CONFIG", "REFLECT_MODE", "REFLECT_SIGNUP", "REFLECT_CLOUD", "HOST
 
 
 def fake_module(monkeypatch, name, **functions):
-    module = types.ModuleType(name)
+    """The real module with these functions replaced for the test. (Replacing the module in sys.modules
+    would leave the fake inside any module first imported meanwhile, e.g. by an AppTest run.)"""
+    module = importlib.import_module(name)
     for key, value in functions.items():
-        setattr(module, key, value)
-    monkeypatch.setitem(sys.modules, name, module)
+        monkeypatch.setattr(module, key, value)
     return module
 
 
@@ -285,7 +287,7 @@ def test_kernels_compiled_or_not_or_unknown(env, capsys, monkeypatch):
     def badly_set(config, mode):
         raise InvalidInput("HF_STATE_REPO_ID 'x' is not a Hub repo id of the form 'owner/name'")
 
-    fake_mirror(monkeypatch).mirror_settings = badly_set
+    monkeypatch.setattr(fake_mirror(monkeypatch), "mirror_settings", badly_set)
     assert rows(doctor(capsys)[1])["State mirror"] == ("warning", "misconfigured: HF_STATE_REPO_ID 'x' is not a Hub "
                                                                   "repo id of the form 'owner/name'")
     monkeypatch.setitem(sys.modules, "reflect_core.store.mirror", None)
@@ -367,6 +369,15 @@ def test_a_shared_app_shows_visitors_no_server_details(sidebar_app, tmp_path, mo
         next(b for b in at.button if b.label == "Login").click().run()
         assert not at.exception, at.exception
         seen[name] = sidebar_facts(at)
-    for private in ("**Settings**", "**Login**", "**Data directory**", "**Free disk**", "auth.yaml"):
+    for private in ("**Settings**", "**Login**", "**Data directory**", "**Free disk**", "auth.yaml",
+                    "**Hugging Face Hub**", "**State mirror**"):
         assert private not in seen["alice"] and private in seen["root"]
     assert "**torch**" in seen["alice"] and "**Modal GPUs**" in seen["alice"]
+
+
+def test_sidebar_text_keeps_paths_and_prices_literal_but_not_code():
+    from ui.sidebar import _markdown
+
+    assert _markdown("cached in ./reflect_core/physics/__pycache__ at $0.59/h") == \
+        r"cached in ./reflect\_core/physics/\_\_pycache\_\_ at \$0.59/h"
+    assert _markdown("set `MODAL_TOKEN_ID` and HF_TOKEN") == r"set `MODAL_TOKEN_ID` and HF\_TOKEN"

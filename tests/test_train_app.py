@@ -150,4 +150,10 @@ def test_a_damaged_run_does_not_take_the_page_down_and_can_be_deleted(app):
     assert any("**damaged**" in e.value and "state.json" in e.value for e in app.error)
     next(b for b in app.button if b.label == "Delete").click().run()
     assert not app.exception, app.exception
+    assert len(jobs.list_runs()) == 1 and any("cannot be undone" in w.value for w in app.warning)  # asks first
+    next(b for b in app.button if b.label == "Keep it").click().run()
+    assert len(jobs.list_runs()) == 1 and any(b.label == "Delete" for b in app.button)
+    next(b for b in app.button if b.label == "Delete").click().run()
+    next(b for b in app.button if b.label == "Yes, delete it").click().run()
+    assert not app.exception, app.exception
     assert jobs.list_runs() == []

@@ -74,15 +74,16 @@ def _controls(run: jobs.RunInfo, user: User) -> None:
     actions = [a for a in ACTION_LABELS if a in run.actions]
     if run.requested:
         st.caption(f"{run.requested.capitalize()} requested; the worker acts at the next batch.")
+    confirming = f"confirm_delete_{run.run_id}"
+    if st.session_state.get(confirming):  # Delete asks first, as History does: the files go for good
+        _confirm_delete(run, user, confirming)
+        return
     columns = st.columns(max(len(actions), 1))
     for column, action in zip(columns, actions):
         if column.button(ACTION_LABELS[action], key=f"{action}_{run.run_id}", help=ACTION_HELP[action]):
             try:
                 if action == "delete":
-                    # the run, its history record and its Hub copy (a message when that one remains)
-                    if hub_left := records.delete_run(user, run.run_id, hub=configured_hub()[0]):
-                        st.warning(hub_left)
-                    st.session_state.pop(SELECTED, None)
+                    st.session_state[confirming] = True
                 elif action in ("resume", "retry"):  # queued again: the limits hold, as at submit
                     getattr(jobs, action)(run.run_id, user=user, limits=current_limits())
                 else:
@@ -90,6 +91,25 @@ def _controls(run: jobs.RunInfo, user: User) -> None:
                 st.rerun()
             except ReflectError as exc:  # refused, over a limit, not yours, damaged
                 st.error(str(exc))
+
+
+def _confirm_delete(run: jobs.RunInfo, user: User, confirming: str) -> None:
+    st.warning(f"Delete run '{run.name or run.run_id}' with its model, checkpoints, data and history record"
+               + (" (and its copy on the Hub)" if configured_hub()[0] else "") + "? This cannot be undone.")
+    yes, no = st.columns(2)
+    if yes.button("Yes, delete it", key=f"delete_yes_{run.run_id}", type="primary"):
+        st.session_state.pop(confirming, None)
+        try:
+            # the run, its history record and its Hub copy (a message when that one remains)
+            if hub_left := records.delete_run(user, run.run_id, hub=configured_hub()[0]):
+                st.warning(hub_left)
+            st.session_state.pop(SELECTED, None)
+            st.rerun()
+        except ReflectError as exc:
+            st.error(str(exc))
+    if no.button("Keep it", key=f"delete_no_{run.run_id}"):
+        st.session_state.pop(confirming, None)
+        st.rerun()
 
 
 def render_run(run: jobs.RunInfo, user: User) -> None:

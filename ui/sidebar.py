@@ -13,9 +13,10 @@ from .session import current_user
 MODE_LABELS = {"local": "local: single user, no login", "shared": "shared: login required"}
 ICONS = {"ok": ":material/check_circle:", "warning": ":material/warning:",
          "missing": ":material/radio_button_unchecked:", "error": ":material/error:"}
-# What any signed-in visitor of a shared app may read; the settings, login file, data folder and
-# disk describe the server, for its admins only.
-VISITOR_FACTS = ("Python", "torch", "Numerical kernels", "pyreflect", "Modal GPUs", "Hugging Face Hub", "State mirror")
+# What any signed-in visitor of a shared app may read. The settings, login file, data folder, disk and
+# the Hub repos (names, last errors) describe the server, for its admins only; whether work is kept
+# is on every page for everyone (ui.persistence).
+VISITOR_FACTS = ("Python", "torch", "Numerical kernels", "pyreflect", "Modal GPUs")
 FACTS_TTL_S = 60
 
 
@@ -28,7 +29,11 @@ def installation_facts(config: dict) -> list[Check]:
 
 
 def _markdown(text: str) -> str:
-    return text.replace("$", r"\$")  # a bcrypt "$2b$" or a price must not become LaTeX
+    """Literal text for st.markdown: "$" (a bcrypt "$2b$", a price) must not become LaTeX, nor "__" in a
+    path (``__pycache__``) bold; inside `code` spans nothing is special."""
+    parts = text.split("`")
+    parts[::2] = [part.replace("$", r"\$").replace("_", r"\_") for part in parts[::2]]
+    return "`".join(parts)
 
 
 def render_engine_status(mode: str | None = None) -> None:
@@ -40,7 +45,7 @@ def render_engine_status(mode: str | None = None) -> None:
     notes = sum(c.status in ("warning", "error") for c in checks)
     with st.sidebar.expander("This installation" + (f" ({notes} to look at)" if notes else ""), expanded=False):
         for check in checks:
-            st.markdown(_markdown(f"{ICONS[check.status]} **{check.name}**: {check.found}"))
+            st.markdown(f"{ICONS[check.status]} **{check.name}**: {_markdown(check.found)}")
             if check.status != "ok" and check.action:
                 st.caption(_markdown(f"→ {check.action}"))
         st.caption("The same list in a terminal: `python -m reflect_core doctor`")
