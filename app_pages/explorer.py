@@ -6,7 +6,8 @@ import numpy as np
 import streamlit as st
 
 from reflect_core.accounts.limits import LimitError, check_film
-from reflect_core.formats.curves import csv_text, q_grid
+from reflect_core.formats.curves import q_grid
+from reflect_core.formats.downloads import curve_csv, profile_csv
 from reflect_core.physics.film import FilmError, roughness_warnings
 from reflect_core.physics.presets import PRESETS
 from reflect_core.physics.simulate import (
@@ -175,7 +176,8 @@ if not problems:
     if graded:
         r_graded = graded_reflectivity(film, q, settings)
         curves.append(("graded SLD profile", q, r_graded))
-    st.session_state[LAST_GOOD] = dict(film=film, q=q, r=r, z=z, sld=sld, isld=isld, curves=curves)
+    st.session_state[LAST_GOOD] = dict(film=film, q=q, r=r, z=z, sld=sld, isld=isld, curves=curves,
+                                       instrument=dict(dq=settings.dq, background=background, scale=scale))
 else:
     for problem in problems:
         st.error(problem, icon="⚠️")
@@ -206,14 +208,18 @@ with charts:
     right.plotly_chart(sld_figure(last["z"], last["sld"], last["isld"]), key="explorer_sld")
     d1, d2, d3, d4 = st.columns(4)
     # The files are made when a button is pressed (callables): formatting them on every edit cost ~7 % of it.
-    d1.download_button("Download curve (CSV: Q,R)", lambda q=last["q"], r=last["r"]: csv_text(["Q", "R"], [q, r]),
-                       file_name="curve.csv", mime="text/csv")
-    d2.download_button("Download profile (CSV: z,sld)",
-                       lambda z=last["z"], sld=last["sld"]: csv_text(["z", "sld"], [z, sld]),
-                       file_name="profile.csv", mime="text/csv")
+    d1.download_button("Download curve (CSV: Q,R)",
+                       lambda last=last: curve_csv(last["film"], last["q"], last["r"], **last["instrument"]),
+                       file_name="curve.csv", mime="text/csv", help="With the film and resolution as # lines.")
+    d2.download_button("Download profile (CSV: z,sld,isld)",
+                       lambda last=last: profile_csv(last["film"], last["z"], last["sld"], last["isld"]),
+                       file_name="profile.csv", mime="text/csv", help="With the film as # lines.")
     d3.download_button("Download film (JSON)", last["film"].to_json, file_name="film.json", mime="application/json")
     with d4.popover("Save to history"):
-        name = st.text_input("Name", value=last["film"].name or "my film", max_chars=80, key="save_film_name")
+        if st.session_state.get("save_film_seed") != last["film"].name:  # a newly loaded film brings its own name
+            st.session_state["save_film_seed"] = last["film"].name
+            st.session_state["save_film_name"] = (last["film"].name or "my film")[:80]
+        name = st.text_input("Name", max_chars=80, key="save_film_name")
         if st.button("Save", key="save_film"):
             try:
                 params = {"film": last["film"].to_dict(), "qmin": qmin, "qmax": qmax, "nq": int(nq),

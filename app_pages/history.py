@@ -8,6 +8,7 @@ import datetime as dt
 import pandas as pd
 import streamlit as st
 
+from reflect_core.base import storage
 from reflect_core.base.errors import ReflectError
 from reflect_core.ml.spec import TrainSpec
 from reflect_core.physics.film import film_from_dict
@@ -163,7 +164,7 @@ def _details(record: dict) -> None:
             data=lambda: build_bundle(record, files_dir, picked,
                                       standalone_html(figures_for(record, files_dir), record["name"])
                                       if BUNDLE_FIGURES in picked else None),
-            file_name=f"{record['name'][:40].replace(' ', '_')}.zip", mime="application/zip")
+            file_name=f"{storage.file_stem(record['name'], record['id'])}.zip", mime="application/zip")
     st.caption("Parameters")
     st.json(record["params"], expanded=False)
 

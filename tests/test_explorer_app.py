@@ -179,3 +179,16 @@ def test_a_thick_film_on_a_long_fine_grid_is_refused_before_it_is_computed(app):
     errors = [e.value for e in app.error]
     assert any("resolution weights" in e for e in errors), errors
     assert np.array_equal(curve_y(app), before)  # the last good curve stays
+
+
+def test_an_uploaded_films_name_is_kept_for_saving_and_undo_brings_the_old_one_back(app):
+    long_name = "PS-b-PMMA on Si, annealed 24 h at 180 °C " * 4  # 164 characters: over the save field's 80
+    layers = [{"name": "Si", "sld": 2.07}, {"name": "PS", "sld": 1.41, "thickness": 300, "roughness": 5},
+              {"name": "air", "sld": 0.0}]
+    before = app.session_state["film_name"]  # the default film's own name
+    assert upload(app, json.dumps({"name": long_name, "layers": layers}).encode()) == []
+    assert app.session_state["film_name"] == long_name != before
+    assert app.text_input(key="save_film_name").value == long_name[:80]
+    next(b for b in app.button if "Undo" in b.label).click().run()
+    assert not app.exception and app.session_state["film_name"] == before
+    assert app.text_input(key="save_film_name").value == before

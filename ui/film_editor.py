@@ -26,6 +26,7 @@ from reflect_core.physics.presets import DEFAULT_FILM
 ROWS = "film_rows"
 BEAM = "film_beam"
 UNDO = "film_undo"
+NAME = "film_name"  # the loaded film's own name (an upload's, a preset's), kept for saving and downloads
 
 HELP = {
     "name": "A label for the layer; it is not used in the physics.",
@@ -51,14 +52,16 @@ def _row(layer) -> dict:
 def load_film(film: Film, remember_undo: bool = True) -> None:
     """Replace the edited film (keeping the old one for one undo)."""
     if remember_undo and ROWS in st.session_state:
-        st.session_state[UNDO] = (st.session_state[ROWS], st.session_state.get(BEAM, "ambient"))
+        st.session_state[UNDO] = (st.session_state[ROWS], st.session_state.get(BEAM, "ambient"),
+                                  st.session_state.get(NAME, ""))
     st.session_state[ROWS] = [_row(layer) for layer in film.layers]
     st.session_state[BEAM] = film.beam_from
+    st.session_state[NAME] = film.name
 
 
 def undo_load() -> None:
-    rows, beam = st.session_state.pop(UNDO)
-    st.session_state[ROWS], st.session_state[BEAM] = rows, beam
+    rows, beam, name = st.session_state.pop(UNDO)
+    st.session_state[ROWS], st.session_state[BEAM], st.session_state[NAME] = rows, beam, name
 
 
 def ensure_film() -> None:
@@ -70,7 +73,7 @@ def current_film() -> Film:
     """The edited film; raises FilmError naming the layer and field."""
     rows = st.session_state[ROWS]
     layers = tuple(layer_from_mapping(row, i) for i, row in enumerate(rows))
-    return Film(layers=layers, beam_from=st.session_state.get(BEAM, "ambient"))
+    return Film(layers=layers, beam_from=st.session_state.get(BEAM, "ambient"), name=st.session_state.get(NAME, ""))
 
 
 def _move(index: int, offset: int) -> None:

@@ -13,6 +13,7 @@ import streamlit as st
 from reflect_core.accounts.access import User
 from reflect_core.analysis import fit_runs
 from reflect_core.analysis.fit import FitResult
+from reflect_core.base import storage
 from reflect_core.base.errors import ReflectError
 from reflect_core.formats.curves import Curve, canonical_text, parse_canonical
 from reflect_core.formats.orso_out import fit_orso_text
@@ -104,7 +105,7 @@ def render_fit_result(fit: dict, curves: list[Curve], key: str) -> FitResult:
 
 def render_exports(fit: dict, result: FitResult, name: str, key: str) -> None:
     """Downloads: the results bundle (zip), fit.json, the data and the fit as ORSO text."""
-    stem = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)[:40] or "fit"
+    stem = storage.file_stem(name, "fit")
     c = st.columns(3)
     c[0].download_button("Results bundle (.zip)", key=f"fit_zip_{key}", mime="application/zip",
                          file_name=f"{stem}.zip", help="fit.json, the curves and profile as CSV, fit.ort, a refnx "

@@ -14,6 +14,7 @@ from reflect_core.base import storage
 from reflect_core.base.errors import ReflectError
 from reflect_core.data.generate import NR_FILE, SLD_FILE
 from reflect_core.formats.curves import Curve
+from reflect_core.jobs.runfiles import load_state
 from reflect_core.ml.evaluation import recomputed_nr
 from reflect_core.ml.meta import META, ModelLoadError, ModelMeta
 from reflect_core.ml.predict import predict
@@ -94,9 +95,13 @@ def _test_curve_views(run_dir: Path, model_dir: Path, data_dir: Path, meta: Mode
 
 def _download_and_push(run_dir: Path, model_dir: Path) -> None:
     size = directory_size(model_dir)
+    try:
+        name = (load_state(run_dir) or {}).get("name")
+    except ReflectError:  # unreadable state: the run id still names it
+        name = None
+    stem = f"model_{storage.file_stem(name, run_dir.name)}"
     st.download_button(f"Download the model directory (zip, {size / 1e6:.1f} MB before compression)",
-                       data=lambda: zip_directory(model_dir, f"model_{run_dir.name}"),
-                       file_name=f"model_{run_dir.name}.zip", mime="application/zip")
+                       data=lambda: zip_directory(model_dir, stem), file_name=f"{stem}.zip", mime="application/zip")
     _push_button(run_dir.name, model_dir)
 
 

@@ -108,3 +108,9 @@ def sha256_file(path: str | os.PathLike) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def file_stem(name: str, fallback: str) -> str:
+    """A download's file name from a user's name for it: letters, digits, ``-_.``, at most 40 characters."""
+    stem = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(name or ""))[:40].strip("._")
+    return stem or fallback

@@ -178,9 +178,11 @@ def q_grid(qmin: float, qmax: float, n: int, spacing: str = "log") -> np.ndarray
     raise InvalidInput(f"spacing must be 'log' or 'linear', got {spacing!r}")
 
 
-def csv_text(header: list[str], columns: list[np.ndarray]) -> str:
-    """Plain comma-separated columns with one header line, readable by any spreadsheet."""
+def csv_text(header: list[str], columns: list[np.ndarray], comments: list[str] = ()) -> str:
+    """Plain comma-separated columns with one header line, readable by any spreadsheet; ``comments``
+    go first as ``#`` lines (what the data is: units, resolution, the film), which readers skip."""
     buffer = io.StringIO()
+    buffer.writelines(f"# {line}\n" for line in comments)
     table = np.column_stack(columns)
     np.savetxt(buffer, table, delimiter=",", header=",".join(header), comments="", fmt="%.10g")
     return buffer.getvalue()
