@@ -42,7 +42,12 @@ if hub_left := st.session_state.pop(HUB_LEFT, None):
 found = records.list_with_summaries(user, search=search or None, since=since, until=until)
 found = [r for r in found if not kinds or r["kind"] in kinds]
 if not found:
-    st.info("Nothing here yet: save a film from the explorer or train a model.")
+    if search or kinds or since is not None:  # the filters hide what there is: say so, not "nothing here"
+        st.info("No record matches " + ", ".join(
+            ([f"the name '{search}'"] if search else []) + ([f"the kinds {', '.join(kinds)}"] if kinds else [])
+            + (["those dates"] if since is not None else [])) + ": clear the search to see all your records.")
+    else:
+        st.info("Nothing here yet: save a film from the explorer or train a model.")
     render_import(user)
     st.stop()
 

@@ -118,3 +118,15 @@ def test_import_pyreflect_interface_export_and_bad_files(tmp_path, monkeypatch):
         with pytest.raises(UploadError, match=message):
             (import_bundle(User("alice"), name, data, 10_000) if name.endswith(".zip")
              else import_json(User("alice"), name, data))
+
+
+def test_a_search_without_a_match_says_so_rather_than_nothing_here(app):
+    history.add(LOCAL_USER, "film", "thin gold", {"film": DEFAULT_FILM.to_dict()})
+    app.run()
+    app.text_input[0].set_value("silver").run()
+    assert not app.exception, app.exception
+    messages = [i.value for i in app.info]
+    assert any("No record matches the name 'silver'" in m for m in messages), messages
+    assert not any("Nothing here yet" in m for m in messages)
+    app.text_input[0].set_value("").run()
+    assert not any("No record matches" in i.value for i in app.info)
