@@ -52,3 +52,14 @@ def test_download_names_come_from_the_users_name_and_stay_plain(name, stem):
     from reflect_core.base.storage import file_stem
 
     assert file_stem(name, "fallback") == stem
+
+
+def test_a_film_name_with_line_breaks_cannot_add_data_lines():
+    from dataclasses import replace
+
+    hostile = replace(FILM, name="x\n0.5,1e9\r\n0.6,2e9\u2028")
+    q = np.geomspace(0.01, 0.1, 5)
+    text = curve_csv(hostile, q, np.ones(5), dq=0.0, background=0.0, scale=1.0)
+    curve = parse_curve(text, "curve.csv")
+    assert np.allclose(curve.q, q) and len(curve.q) == 5  # only the five real points
+    assert all(line.startswith("#") or line[0].isdigit() or line == "Q,R" for line in text.splitlines())

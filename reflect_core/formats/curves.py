@@ -182,7 +182,8 @@ def csv_text(header: list[str], columns: list[np.ndarray], comments: list[str] =
     """Plain comma-separated columns with one header line, readable by any spreadsheet; ``comments``
     go first as ``#`` lines (what the data is: units, resolution, the film), which readers skip."""
     buffer = io.StringIO()
-    buffer.writelines(f"# {line}\n" for line in comments)
+    # A comment may hold a user's text (a film's name): a line break in it would start a data line.
+    buffer.writelines("# " + " ".join(str(line).splitlines()) + "\n" for line in comments)
     table = np.column_stack(columns)
     np.savetxt(buffer, table, delimiter=",", header=",".join(header), comments="", fmt="%.10g")
     return buffer.getvalue()
