@@ -58,16 +58,14 @@ st.caption(
     "Q in Å⁻¹. Curves are recomputed on every edit."
 )
 film_editor.ensure_film()
-# Charts go at the top so they stay in view while editing; they are filled at the end.
-charts = st.container()
 
-# --- film sources: presets, upload, undo --------------------------------------------------------
+# --- film sources: presets, upload, text --------------------------------------------------------
 with st.expander("Presets and film upload", expanded=False):
     left, right = st.columns(2)
     with left:
         preset = st.selectbox("Preset", list(PRESETS), key=seed("explorer_preset", next(iter(PRESETS))))
         keep("explorer_preset", preset)
-        if st.button("Load preset", help="Replaces the table; one undo is kept."):
+        if st.button("Load preset", help="Replaces the table (Undo, under the table, brings the film back)."):
             film_editor.load_film(PRESETS[preset])
             st.rerun()
     with right:
@@ -96,135 +94,142 @@ with st.expander("Build from text · materials and SLD calculator", expanded=Fal
     built = film_text_builder("explorer_film_text", beam_from=st.session_state.get(film_editor.BEAM, "ambient"),
                               max_layers=limits.film_layers, validate=lambda film: check_film(film, limits))
     if built is not None:
-        film_editor.load_film(built.film)  # one undo is kept
+        film_editor.load_film(built.film)  # undoable
         st.rerun()
     materials_panel("explorer_materials")
-if film_editor.UNDO in st.session_state:
-    st.button("Undo the last load", on_click=film_editor.undo_load,
-              help="Brings back the film from before the last preset, upload or text.")
 
-# --- the stack -----------------------------------------------------------------------------------
-beam = st.radio(
-    "Neutrons arrive from",
-    ["ambient", "substrate"],
-    format_func=lambda s: ("the ambient (top, e.g. air)" if s == "ambient"
-                           else "the substrate (e.g. through a Si block into liquid)"),
-    horizontal=True,
-    key=seed(film_editor.BEAM, "ambient"),
-)
-keep(film_editor.BEAM, beam)
-film_editor.render_layer_editor(max_layers=limits.film_layers)
 
-# --- Q grid and instrument -------------------------------------------------------------------------
-with st.expander("Q range, resolution, background and scale", expanded=True):
-    c = st.columns(4)
-    # Bounds: physics.simulate (Q ≤ 2 Å⁻¹, 20,000 points, dQ/Q ≤ 50 %, scale ≤ 100, background ≤ 1).
-    qmin = keep("qmin", c[0].number_input("Q min (Å⁻¹)", key=bounded("qmin", PYREFLECT_QMIN, 0.0, MAX_Q),
-                                          min_value=0.0, max_value=MAX_Q, format="%.4f", step=0.001))
-    qmax = keep("qmax", c[1].number_input("Q max (Å⁻¹)", key=bounded("qmax", PYREFLECT_QMAX, 0.0, MAX_Q),
-                                          min_value=0.0, max_value=MAX_Q, format="%.4f", step=0.01,
-                                          help=f"At most {MAX_Q:g} Å⁻¹: NR is not measured past ~1."))
-    nq = keep("nq", c[2].number_input("Points", key=bounded("nq", PYREFLECT_NQ, 2, MAX_Q_POINTS), min_value=2,
-                                      max_value=MAX_Q_POINTS, step=1))
-    spacing = keep("spacing", c[3].selectbox("Spacing", ["log", "linear"], key=seed("spacing", "log")))
-    c = st.columns(4)
-    dq_percent = keep("dq_percent", c[0].number_input(
-        "dQ/Q (FWHM, %)", key=bounded("dq_percent", 100 * PYREFLECT_DQ, 0.0, 100 * MAX_DQ), min_value=0.0,
-        max_value=100 * MAX_DQ, format="%.4f", step=0.5,
-        help="Gaussian resolution, FWHM as a percentage of Q. pyreflect's default is 2.94855 %. 0 = no smearing.",
-    ))
-    background = keep("background", c[1].number_input(
-        "Background (R units)", key=bounded("background", 0.0, 0.0, MAX_BACKGROUND), min_value=0.0,
-        max_value=MAX_BACKGROUND, format="%.2e", step=1e-7,
-        help="Constant added to R after smearing.",
-    ))
-    scale = keep("scale", c[2].number_input("Scale", key=bounded("scale", 1.0, 0.0, MAX_SCALE), min_value=0.0,
-                                            max_value=MAX_SCALE, format="%.4f", step=0.01))
-    rq4 = keep("rq4", c[3].toggle("Plot R·Q⁴", key=seed("rq4", False), help="Removes the Fresnel Q⁻⁴ decay."))
-    graded = keep("graded", st.toggle(
-        "Also show R computed from the SLD profile (graded interfaces)", key=seed("graded", False),
-        help="Névot–Croce roughness (the slab model) and the graded erf profile agree for small roughness; "
-        "for rough interfaces they differ physically. This draws both.",
-    ))
-
-# --- compute: keep the last good result when an input is bad ----------------------------------------
-problems = []
-try:
-    film = film_editor.current_film()
-    check_film(film, limits)  # a film opened from history or restored can have more layers than allowed
-except (FilmError, LimitError) as exc:
-    film = None
-    problems.append(f"Film: {exc}")
-try:
-    q = q_grid(qmin, qmax, nq, spacing)
-    settings = CurveSettings(dq=dq_percent / 100.0, scale=scale, background=background)
-    if film is not None:  # refused here, before anything the size of the request is allocated
-        check_curve_request(film, q, settings)
-except ValueError as exc:  # InvalidInput is one
-    problems.append(f"Q grid or instrument: {exc}")
-if graded and not problems:
-    try:
-        check_curve_request(film, q, settings, graded=True)
-    except ValueError as exc:
-        graded = False
-        st.warning(f"Graded curve not drawn: {exc}")
-
-if not problems:
-    r = film_reflectivity(film, q, settings)
-    z, sld, isld = film_profile(film)
-    curves = [("slab model (Névot–Croce)", q, r)]
-    if graded:
-        r_graded = graded_reflectivity(film, q, settings)
-        curves.append(("graded SLD profile", q, r_graded))
-    st.session_state[LAST_GOOD] = dict(film=film, q=q, r=r, z=z, sld=sld, isld=isld, curves=curves,
-                                       instrument=dict(dq=settings.dq, background=background, scale=scale))
-else:
-    for problem in problems:
-        st.error(problem, icon="⚠️")
-
-last = st.session_state.get(LAST_GOOD)
-if last is None:
-    st.stop()
-if problems:
-    charts.warning("Showing the last valid curve until the input below is fixed.")
-
-warnings = roughness_warnings(last["film"])
-if warnings:
-    text = (
-        "Névot–Croce roughness is approximate where roughness exceeds 20 Å or a third of an adjacent layer: "
-        + ", ".join(warnings) + "."
+@st.fragment
+def film_and_curves() -> None:
+    """The table, the instrument and the charts: an edit reruns only this (the sidebar, the login and
+    the film sources above stay as they are), which halves the server's work per keystroke."""
+    # Charts go at the top so they stay in view while editing; they are filled at the end.
+    charts = st.container()
+    # --- the stack -----------------------------------------------------------------------------------
+    beam = st.radio(
+        "Neutrons arrive from",
+        ["ambient", "substrate"],
+        format_func=lambda s: ("the ambient (top, e.g. air)" if s == "ambient"
+                               else "the substrate (e.g. through a Si block into liquid)"),
+        horizontal=True,
+        key=seed(film_editor.BEAM, "ambient"),
     )
-    if len(last["curves"]) > 1:
-        r_nc, r_gr = last["curves"][0][2], last["curves"][1][2]
-        worst = float(np.max(np.abs(np.log10(r_gr / r_nc))))
-        text += f" Here the graded-profile curve differs by up to {worst:.2f} decades."
-    else:
-        text += " Turn on 'Also show R computed from the SLD profile' to see the difference."
-    charts.info(text)
+    keep(film_editor.BEAM, beam)
+    film_editor.render_layer_editor(max_layers=limits.film_layers)
 
-with charts:
-    left, right = st.columns(2)
-    left.plotly_chart(reflectivity_figure(last["curves"], rq4=rq4), key="explorer_reflectivity")
-    right.plotly_chart(sld_figure(last["z"], last["sld"], last["isld"]), key="explorer_sld")
-    d1, d2, d3, d4 = st.columns(4)
-    # The files are made when a button is pressed (callables): formatting them on every edit cost ~7 % of it.
-    d1.download_button("Download curve (CSV: Q,R)",
-                       lambda last=last: curve_csv(last["film"], last["q"], last["r"], **last["instrument"]),
-                       file_name="curve.csv", mime="text/csv", help="With the film and resolution as # lines.")
-    d2.download_button("Download profile (CSV: z,sld,isld)",
-                       lambda last=last: profile_csv(last["film"], last["z"], last["sld"], last["isld"]),
-                       file_name="profile.csv", mime="text/csv", help="With the film as # lines.")
-    d3.download_button("Download film (JSON)", last["film"].to_json, file_name="film.json", mime="application/json")
-    with d4.popover("Save to history"):
-        if st.session_state.get("save_film_seed") != last["film"].name:  # a newly loaded film brings its own name
-            st.session_state["save_film_seed"] = last["film"].name
-            st.session_state["save_film_name"] = (last["film"].name or "my film")[:80]
-        name = st.text_input("Name", max_chars=80, key="save_film_name")
-        if st.button("Save", key="save_film"):
-            try:
-                params = {"film": last["film"].to_dict(), "qmin": qmin, "qmax": qmax, "nq": int(nq),
-                          "spacing": spacing, "dq": dq_percent / 100, "background": background, "scale": scale}
-                history.add(current_user(), "film", name, params)
-                st.success(f"Saved '{name.strip()}' to your history.")
-            except (ValueError, history.HistoryError) as exc:
-                st.error(str(exc))
+    # --- Q grid and instrument -------------------------------------------------------------------------
+    with st.expander("Q range, resolution, background and scale", expanded=True):
+        c = st.columns(4)
+        # Bounds: physics.simulate (Q ≤ 2 Å⁻¹, 20,000 points, dQ/Q ≤ 50 %, scale ≤ 100, background ≤ 1).
+        qmin = keep("qmin", c[0].number_input("Q min (Å⁻¹)", key=bounded("qmin", PYREFLECT_QMIN, 0.0, MAX_Q),
+                                              min_value=0.0, max_value=MAX_Q, format="%.4f", step=0.001))
+        qmax = keep("qmax", c[1].number_input("Q max (Å⁻¹)", key=bounded("qmax", PYREFLECT_QMAX, 0.0, MAX_Q),
+                                              min_value=0.0, max_value=MAX_Q, format="%.4f", step=0.01,
+                                              help=f"At most {MAX_Q:g} Å⁻¹: NR is not measured past ~1."))
+        nq = keep("nq", c[2].number_input("Points", key=bounded("nq", PYREFLECT_NQ, 2, MAX_Q_POINTS), min_value=2,
+                                          max_value=MAX_Q_POINTS, step=1))
+        spacing = keep("spacing", c[3].selectbox("Spacing", ["log", "linear"], key=seed("spacing", "log")))
+        c = st.columns(4)
+        dq_percent = keep("dq_percent", c[0].number_input(
+            "dQ/Q (FWHM, %)", key=bounded("dq_percent", 100 * PYREFLECT_DQ, 0.0, 100 * MAX_DQ), min_value=0.0,
+            max_value=100 * MAX_DQ, format="%.4f", step=0.5,
+            help="Gaussian resolution, FWHM as a percentage of Q. pyreflect's default is 2.94855 %. 0 = no smearing.",
+        ))
+        background = keep("background", c[1].number_input(
+            "Background (R units)", key=bounded("background", 0.0, 0.0, MAX_BACKGROUND), min_value=0.0,
+            max_value=MAX_BACKGROUND, format="%.2e", step=1e-7,
+            help="Constant added to R after smearing.",
+        ))
+        scale = keep("scale", c[2].number_input("Scale", key=bounded("scale", 1.0, 0.0, MAX_SCALE), min_value=0.0,
+                                                max_value=MAX_SCALE, format="%.4f", step=0.01))
+        rq4 = keep("rq4", c[3].toggle("Plot R·Q⁴", key=seed("rq4", False), help="Removes the Fresnel Q⁻⁴ decay."))
+        graded = keep("graded", st.toggle(
+            "Also show R computed from the SLD profile (graded interfaces)", key=seed("graded", False),
+            help="Névot–Croce roughness (the slab model) and the graded erf profile agree for small roughness; "
+            "for rough interfaces they differ physically. This draws both.",
+        ))
+
+    # --- compute: keep the last good result when an input is bad ----------------------------------------
+    problems = []
+    try:
+        film = film_editor.current_film()
+        check_film(film, limits)  # a film opened from history or restored can have more layers than allowed
+    except (FilmError, LimitError) as exc:
+        film = None
+        problems.append(f"Film: {exc}")
+    try:
+        q = q_grid(qmin, qmax, nq, spacing)
+        settings = CurveSettings(dq=dq_percent / 100.0, scale=scale, background=background)
+        if film is not None:  # refused here, before anything the size of the request is allocated
+            check_curve_request(film, q, settings)
+    except ValueError as exc:  # InvalidInput is one
+        problems.append(f"Q grid or instrument: {exc}")
+    if graded and not problems:
+        try:
+            check_curve_request(film, q, settings, graded=True)
+        except ValueError as exc:
+            graded = False
+            st.warning(f"Graded curve not drawn: {exc}")
+
+    if not problems:
+        r = film_reflectivity(film, q, settings)
+        z, sld, isld = film_profile(film)
+        curves = [("slab model (Névot–Croce)", q, r)]
+        if graded:
+            r_graded = graded_reflectivity(film, q, settings)
+            curves.append(("graded SLD profile", q, r_graded))
+        st.session_state[LAST_GOOD] = dict(film=film, q=q, r=r, z=z, sld=sld, isld=isld, curves=curves,
+                                           instrument=dict(dq=settings.dq, background=background, scale=scale))
+    else:
+        for problem in problems:
+            st.error(problem, icon="⚠️")
+
+    last = st.session_state.get(LAST_GOOD)
+    if last is None:
+        st.stop()
+    if problems:
+        charts.warning("Showing the last valid curve until the input below is fixed.")
+
+    warnings = roughness_warnings(last["film"])
+    if warnings:
+        text = (
+            "Névot–Croce roughness is approximate where roughness exceeds 20 Å or a third of an adjacent layer: "
+            + ", ".join(warnings) + "."
+        )
+        if len(last["curves"]) > 1:
+            r_nc, r_gr = last["curves"][0][2], last["curves"][1][2]
+            worst = float(np.max(np.abs(np.log10(r_gr / r_nc))))
+            text += f" Here the graded-profile curve differs by up to {worst:.2f} decades."
+        else:
+            text += " Turn on 'Also show R computed from the SLD profile' to see the difference."
+        charts.info(text)
+
+    with charts:
+        left, right = st.columns(2)
+        left.plotly_chart(reflectivity_figure(last["curves"], rq4=rq4), key="explorer_reflectivity")
+        right.plotly_chart(sld_figure(last["z"], last["sld"], last["isld"]), key="explorer_sld")
+        d1, d2, d3, d4 = st.columns(4)
+        # The files are made when a button is pressed (callables): formatting them on every edit cost ~7 % of it.
+        d1.download_button("Download curve (CSV: Q,R)",
+                           lambda last=last: curve_csv(last["film"], last["q"], last["r"], **last["instrument"]),
+                           file_name="curve.csv", mime="text/csv", help="With the film and resolution as # lines.")
+        d2.download_button("Download profile (CSV: z,sld,isld)",
+                           lambda last=last: profile_csv(last["film"], last["z"], last["sld"], last["isld"]),
+                           file_name="profile.csv", mime="text/csv", help="With the film as # lines.")
+        d3.download_button("Download film (JSON)", last["film"].to_json, file_name="film.json", mime="application/json")
+        with d4.popover("Save to history"):
+            if st.session_state.get("save_film_seed") != last["film"].name:  # a newly loaded film brings its own name
+                st.session_state["save_film_seed"] = last["film"].name
+                st.session_state["save_film_name"] = (last["film"].name or "my film")[:80]
+            name = st.text_input("Name", max_chars=80, key="save_film_name")
+            if st.button("Save", key="save_film"):
+                try:
+                    params = {"film": last["film"].to_dict(), "qmin": qmin, "qmax": qmax, "nq": int(nq),
+                              "spacing": spacing, "dq": dq_percent / 100, "background": background, "scale": scale}
+                    history.add(current_user(), "film", name, params)
+                    st.success(f"Saved '{name.strip()}' to your history.")
+                except (ValueError, history.HistoryError) as exc:
+                    st.error(str(exc))
+
+
+film_and_curves()

@@ -28,11 +28,13 @@ sys.path.insert(0, str(REPO))
 
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
+import json  # noqa: E402
 import os  # noqa: E402
 import random  # noqa: E402
 import secrets  # noqa: E402
 import shutil  # noqa: E402
 import signal  # noqa: E402
+import struct  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from collections import Counter, defaultdict  # noqa: E402
@@ -140,14 +142,23 @@ class Tally:
         for other, u in self.users.items():
             if other != name and run.contains(u["token"]):
                 self.error("leak", f"{name} saw {other}'s token on {action}")
-        if not run.contains(f"Signed in as **{name}**"):  # the sidebar of every page, once logged in
+        # The sidebar of every page, once logged in (a fragment's run redraws only the fragment).
+        if not run.fragment and not run.contains(f"Signed in as **{name}**"):
             self.error("wrong identity", f"{name} on {action}: " + "; ".join(session.texts())[:200])
             return False
         return True
 
 
-def thickness_input(session: Session):
-    return next(e for e in session.find_all("number_input") if e.label.startswith("Thickness") and not e.disabled)
+def layer_table(session: Session):
+    return session.find("dataframe", contains="")  # the explorer's only table: the layer editor
+
+
+def table_edit(session: Session, edits: dict, row: int, value: float) -> str:
+    """The data editor's value after typing ``value`` into a layer's thickness: the browser sends all
+    the table's edits so far (``edits``, per table id: the explorer re-creates it after a refused value)."""
+    cells = edits.setdefault(layer_table(session).id, {})
+    cells[str(row)] = {"thickness": value}
+    return json.dumps({"edited_rows": cells, "added_rows": [], "deleted_rows": []})
 
 
 async def user_session(url: str, name: str, tally: Tally, deadline: float, args, rng: random.Random,
@@ -161,7 +172,7 @@ async def user_session(url: str, name: str, tally: Tally, deadline: float, args,
                                    session.find("button", label="Login"))
         if not tally.run(name, "login", session, run):  # a failed login: nothing else to do
             return
-        actions = 0
+        actions, edits = 0, {}
         while time.monotonic() < deadline and actions != max_actions:
             await asyncio.sleep(args.think * rng.uniform(0.5, 1.5))
             actions += 1
@@ -173,11 +184,10 @@ async def user_session(url: str, name: str, tally: Tally, deadline: float, args,
                 tally.run(name, "explorer", session, await session.switch_page(EXPLORER))
                 continue
             value = float(round(rng.uniform(10.0, 300.0), 1))
-            run = await session.set(thickness_input(session), value)
+            run = await session.set(layer_table(session), table_edit(session, edits, 3, value))
             tally.run(name, "edit", session, run)
-            shown = thickness_input(session)  # the explorer re-seeds its inputs, so the server draws the value
-            if shown.proto.set_value and shown.value != value:
-                tally.error("edit not taken", f"{name}: sent {value}, the page shows {shown.value}")
+            if not run.contains_bytes(struct.pack("<d", value)):  # the redrawn table holds it (Arrow float64)
+                tally.error("edit not taken", f"{name}: sent {value}, the table does not show it")
     except (ProtocolError, OSError) as exc:
         tally.error("timeout or disconnect", f"{name}: {exc}")
     except (LookupError, StopIteration) as exc:

@@ -48,7 +48,8 @@ DONE = {ForwardMsg.FINISHED_SUCCESSFULLY: "ok", ForwardMsg.FINISHED_WITH_COMPILE
 # How each widget's value travels in a WidgetState (Streamlit's value_type for that widget).
 VALUE_FIELD = {"number_input": "double_value", "text_input": "string_value", "text_area": "string_value",
                "checkbox": "bool_value", "selectbox": "string_value", "radio": "string_value",
-               "multiselect": "string_array_value", "button": "trigger_value", "download_button": "trigger_value"}
+               "multiselect": "string_array_value", "button": "trigger_value", "download_button": "trigger_value",
+               "dataframe": "string_value"}  # a data editor: its edits as JSON (edited_rows, added_rows, deleted_rows)
 TEXT_FIELDS = ("body", "label", "code_text", "message")
 
 
@@ -63,6 +64,7 @@ class Element:
     path: tuple[int, ...]
     kind: str       # the proto's field name: "markdown", "number_input", "alert", "exception", "block:form", ...
     proto: object   # the element's own message (NumberInput, Markdown, ...)
+    fragment_id: str = ""  # the st.fragment that drew it: its widgets rerun only that fragment
 
     @property
     def id(self) -> str:
@@ -118,9 +120,12 @@ class Run:
     seconds: float                    # request sent -> script_finished received
     messages: int
     raw: list[bytes] = field(repr=False)  # every ForwardMsg of the run, serialized, for leak checks
+    fragment: bool = False            # a fragment's run (only that part of the page was redrawn)
 
     def contains(self, token: str) -> bool:
-        needle = token.encode()
+        return self.contains_bytes(token.encode())
+
+    def contains_bytes(self, needle: bytes) -> bool:
         return any(needle in payload for payload in self.raw)
 
 
@@ -171,10 +176,10 @@ class Session:
     async def set(self, widget: Element, value) -> Run:
         """Give a widget a value (kept for later runs, as the browser keeps it) and rerun."""
         self._remember(widget, value)
-        return await self.rerun()
+        return await self.rerun(fragment_id=widget.fragment_id)
 
     async def click(self, button: Element) -> Run:
-        return await self.rerun(triggers=[button])
+        return await self.rerun(triggers=[button], fragment_id=button.fragment_id)
 
     async def submit(self, values: dict[Element, object], button: Element) -> Run:
         """A form: its widgets' values and its submit button, in one run (forms send nothing before)."""
@@ -187,12 +192,14 @@ class Session:
             raise LookupError(f"no page {title!r}; pages: {sorted(self.pages)}")
         return await self.rerun(page_hash=self.pages[title])
 
-    async def rerun(self, triggers: list[Element] = (), page_hash: str | None = None) -> Run:
-        """Send a rerun request and wait for the run's end. ProtocolError on a timeout or disconnect,
-        after which the session is out of step with the server: open another."""
+    async def rerun(self, triggers: list[Element] = (), page_hash: str | None = None, fragment_id: str = "") -> Run:
+        """Send a rerun request (of one fragment, as the browser does for a widget in it) and wait for
+        the run's end. ProtocolError on a timeout or disconnect, after which the session is out of
+        step with the server: open another."""
         msg = BackMsg()
         state = msg.rerun_script
         state.page_script_hash = self.page_hash if page_hash is None else page_hash
+        state.fragment_id = fragment_id
         present = {e.id for e in self.elements.values()}
         self._values = {wid: ws for wid, ws in self._values.items() if wid in present or not self.elements}
         state.widget_states.widgets.extend(self._values.values())
@@ -224,6 +231,8 @@ class Session:
 
     async def _collect(self, start: float) -> Run:
         raw: list[bytes] = []
+        fragments: set[str] = set()  # a fragment run: its elements not drawn again are gone
+        drawn: set[tuple[int, ...]] = set()
         while True:
             payload = await self._ws.recv()
             if isinstance(payload, str):
@@ -234,27 +243,33 @@ class Session:
             kind = msg.WhichOneof("type")
             if kind == "new_session":
                 self.page_hash = msg.new_session.page_script_hash
-                if not msg.metadata.run.fragment_ids:
+                fragments = set(msg.metadata.run.fragment_ids)
+                if not fragments:
                     self.elements = {}  # a full run redraws the page
             elif kind == "navigation":
                 self.pages = {p.page_name: p.page_script_hash for p in msg.navigation.app_pages}
             elif kind == "delta":
+                drawn.add(tuple(msg.metadata.delta_path))
                 self._apply(tuple(msg.metadata.delta_path), msg.delta)
             elif kind == "session_event" and msg.session_event.HasField("script_compilation_exception"):
                 self.elements[(-1,)] = Element((-1,), "exception", msg.session_event.script_compilation_exception)
             elif kind == "script_finished" and msg.script_finished in DONE:
-                return Run(DONE[msg.script_finished], time.perf_counter() - start, len(raw), raw)
+                self.elements = {path: e for path, e in self.elements.items()
+                                 if path in drawn or e.fragment_id not in fragments}
+                return Run(DONE[msg.script_finished], time.perf_counter() - start, len(raw), raw,
+                           fragment=msg.script_finished == ForwardMsg.FINISHED_FRAGMENT_RUN_SUCCESSFULLY)
 
     def _apply(self, path: tuple[int, ...], delta) -> None:
         which = delta.WhichOneof("type")
         if which == "new_element":
             kind = delta.new_element.WhichOneof("type")
-            element = Element(path, kind, getattr(delta.new_element, kind))
+            element = Element(path, kind, getattr(delta.new_element, kind), delta.fragment_id)
             if element.id in self._values and getattr(element.proto, "set_value", False):
                 del self._values[element.id]  # the script set it: the browser shows (and sends) the new value
         elif which == "add_block":
             kind = delta.add_block.WhichOneof("type")
-            element = Element(path, f"block:{kind}", getattr(delta.add_block, kind) if kind else delta.add_block)
+            element = Element(path, f"block:{kind}", getattr(delta.add_block, kind) if kind else delta.add_block,
+                              delta.fragment_id)
         else:
             return
         self.elements[path] = element

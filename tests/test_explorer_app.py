@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 from conftest import ROOT
+from layer_table import click, edit_cells, layer_table, table_values
 from streamlit.testing.v1 import AppTest
 
 APP = str(ROOT / "app.py")
@@ -44,26 +45,41 @@ def test_page_renders_both_charts_with_units(app):
     assert values(r_fig["data"][0]["x"]).size == 308
 
 
-def thickness_input(at, row):
-    uid = at.session_state["film_rows"][row]["uid"]
-    return at.number_input(key=f"L{uid}_thickness")
-
-
 def test_editing_a_layer_changes_the_curve(app):
     before = curve_y(app)
-    thickness_input(app, 3).set_value(120.0).run()
-    assert not app.exception
+    edit_cells(app, {3: {"thickness": 120.0}})
     assert app.session_state["film_rows"][3]["thickness"] == 120.0
+    assert table_values(app)["thickness"][3] == 120.0
     assert not np.array_equal(curve_y(app), before)
 
 
-def test_bad_value_shows_error_and_keeps_last_curve(app):
+def test_a_cleared_or_out_of_range_cell_keeps_its_value_and_says_why(app):
+    rows = [dict(r) for r in app.session_state["film_rows"]]
     before = curve_y(app)
-    thickness_input(app, 2).set_value(-5.0).run()
-    errors = [e.value for e in app.error]
-    assert any("thickness" in e and "layer 2" in e for e in errors), errors
-    assert np.array_equal(curve_y(app), before)  # the last good curve stays
-    assert any("last valid curve" in w.value for w in app.warning)
+    edit_cells(app, {2: {"thickness": -5.0, "sld": None}, 3: {"roughness": "abc"}, 0: {"thickness": 40.0},
+                     99: {"sld": 1.0}, 1: {"position": "x"}})
+    notes = " | ".join(w.value for w in app.warning)
+    assert "thickness of layer 2 must be between 0 and 100000 Å, got -5: kept" in notes, notes
+    assert "SLD of layer 2 was cleared: kept" in notes
+    assert "roughness of layer 3 must be a number, got 'abc'" in notes
+    assert "thickness of the substrate is not used (it is semi-infinite)" in notes
+    assert "not in the table" in notes and "'position' of layer 1 cannot be edited" in notes
+    assert app.session_state["film_rows"] == rows
+    assert np.array_equal(curve_y(app), before)
+    assert table_values(app)["thickness"][2] == rows[2]["thickness"]  # the table shows the kept value
+
+
+def test_every_edit_can_be_undone_newest_first(app):
+    rows = [dict(r) for r in app.session_state["film_rows"]]
+    edit_cells(app, {3: {"thickness": 120.0}})
+    edit_cells(app, {1: {"name": "oxide"}})
+    click(app, "Add layer")
+    assert len(app.session_state["film_rows"]) == len(rows) + 1
+    for _ in range(3):
+        click(app, "Undo")
+    assert app.session_state["film_rows"] == rows
+    assert any("Undone: thickness of layer 3 (120 Å)" in w.value for w in app.warning)
+    assert next(b for b in app.button if "Undo" in b.label).disabled  # nothing left to undo
 
 
 def test_bad_q_range_is_reported(app):
@@ -72,23 +88,31 @@ def test_bad_q_range_is_reported(app):
     assert len(app.get("plotly_chart")) == 2
 
 
-def test_add_remove_and_reorder_layers(app):
+def test_add_remove_and_reorder_layers_keep_substrate_first_and_ambient_last(app):
     n = len(app.session_state["film_rows"])
-    next(b for b in app.button if "Add layer" in b.label).click().run()
+    click(app, "Add layer")
     rows = app.session_state["film_rows"]
-    assert len(rows) == n + 1 and rows[-1]["name"] == "air"
+    assert len(rows) == n + 1 and rows[-1]["name"] == "air" and rows[0]["name"] == "substrate"
     first_layer = rows[1]["name"]
-    app.button(key=f"down_{rows[1]['uid']}").click().run()
+    app.selectbox(key="film_table_picked").set_value(1).run()
+    click(app, "Down")
     assert app.session_state["film_rows"][2]["name"] == first_layer
-    app.button(key=f"del_{app.session_state['film_rows'][2]['uid']}").click().run()
+    assert app.selectbox(key="film_table_picked").value == 2  # the moved layer stays picked
+    click(app, "Remove")
     names = [r["name"] for r in app.session_state["film_rows"]]
     assert first_layer not in names and len(names) == n
+    # the picker offers only the layers between substrate and ambient; the last one cannot go further down
+    picker = app.selectbox(key="film_table_picked")
+    assert picker.options[0].startswith("layer 1") and picker.options[-1].startswith(f"layer {n - 2}")
+    picker.set_value(n - 2).run()
+    assert next(b for b in app.button if "Down" in b.label).disabled
 
 
-def test_substrate_and_ambient_thickness_disabled(app):
-    assert thickness_input(app, 0).disabled
-    assert thickness_input(app, -1).disabled
-    assert not thickness_input(app, 1).disabled
+def test_substrate_and_ambient_thickness_are_empty_cells(app):
+    table = table_values(app)
+    assert np.isnan(table["thickness"][0]) and np.isnan(table["thickness"].iloc[-1])
+    assert np.isnan(table["roughness"].iloc[-1]) and not np.isnan(table["thickness"][1])
+    assert list(table["position"]) == ["substrate"] + [f"layer {i}" for i in range(1, len(table) - 1)] + ["ambient"]
 
 
 def test_preset_load_and_undo(app):
@@ -128,10 +152,10 @@ def upload(at, data: bytes, name="film.json"):
 
 
 def test_widgets_carry_the_physical_bounds(app):
-    assert thickness_input(app, 2).max == 1e5
-    uid = app.session_state["film_rows"][2]["uid"]
-    assert app.number_input(key=f"L{uid}_roughness").max == 1000
-    assert app.number_input(key=f"L{uid}_sld").max == 100 and app.number_input(key=f"L{uid}_sld").min == -100
+    columns = json.loads(layer_table(app).proto.columns)
+    assert columns["thickness"]["type_config"]["max_value"] == 1e5
+    assert columns["roughness"]["type_config"]["max_value"] == 1000
+    assert columns["sld"]["type_config"]["max_value"] == 100 and columns["sld"]["type_config"]["min_value"] == -100
     assert app.number_input(key="qmax").max == 2.0 and app.number_input(key="nq").max == 20_000
     assert app.number_input(key="dq_percent").max == 50.0
 

@@ -5,6 +5,7 @@ import time
 
 import pytest
 from conftest import ROOT
+from layer_table import edit_cells, table_values
 from streamlit.testing.v1 import AppTest
 
 from reflect_core import jobs
@@ -96,12 +97,11 @@ def test_edits_survive_switching_pages(app):
     set_numbers(app, {"train_epochs": 7, "train_qmax": 0.25})
     app.switch_page("app_pages/explorer.py").run()
     assert app.number_input(key="qmax").value == 0.25  # the Q grid is shared with the explorer
-    row = app.session_state["film_rows"][2]
-    app.number_input(key=f"L{row['uid']}_thickness").set_value(77.0).run()
+    edit_cells(app, {2: {"thickness": 77.0}})
     app.switch_page("app_pages/train.py").run()
     assert app.number_input(key="train_epochs").value == 7
     app.switch_page("app_pages/explorer.py").run()
-    assert app.number_input(key=f"L{row['uid']}_thickness").value == 77.0
+    assert table_values(app)["thickness"][2] == 77.0
 
 
 def test_match_a_measured_curve_sets_q_range_and_resolution(app):

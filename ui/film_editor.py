@@ -1,39 +1,37 @@
-"""The layer editor: one row of inputs per layer, substrate at the top of the table.
+"""The layer editor: one table (Streamlit's data editor), substrate in the top row, ambient in the last.
 
-The film lives in ``st.session_state["film_rows"]`` (a list of dicts with a
-stable ``uid``), so values stay with their layer when rows move, and survive
-page switches (widget keys are re-seeded from the rows).
+The film lives in ``st.session_state["film_rows"]`` (a list of dicts: ``name`` and the layer
+fields), so it survives page switches. Cell edits, moves, removals, additions and loads all go
+through ``ui.layer_edits`` (which refuses a bad value and keeps the previous one, with a note)
+and each can be undone, newest first. The table widget is re-created (a new key) whenever the
+rows change other than by the table itself, so it never shows stale cells.
 """
 
 from __future__ import annotations
 
-import itertools
-
 import streamlit as st
 
-from reflect_core.physics.film import (
-    FIELD_UNITS,
-    LAYER_FIELDS,
-    MAX_SLD,
-    MAXIMA,
-    Film,
-    FilmError,
-    check_layer,
-    layer_from_mapping,
-)
+from reflect_core.physics.film import FIELD_UNITS, LAYER_FIELDS, Film, FilmError, check_layer, layer_from_mapping
 from reflect_core.physics.presets import DEFAULT_FILM
+from ui import layer_edits
+from ui.layer_edits import MAX_NAME, MINIMA, Edit, role
 
 ROWS = "film_rows"
 BEAM = "film_beam"
-UNDO = "film_undo"
+UNDO = "film_undo"  # [(what the edit did, (rows, beam, name))], newest last
 NAME = "film_name"  # the loaded film's own name (an upload's, a preset's), kept for saving and downloads
+NOTES = "film_table_notes"  # why the last edit's refused values were not taken
+VERSION = "film_table_version"
+PICKED = "film_table_picked"
+MAX_UNDO = 50
 
 HELP = {
     "name": "A label for the layer; it is not used in the physics.",
     "sld": "Scattering length density, real part, in 10⁻⁶ Å⁻². Negative values are physical (H2O −0.56, Ti −1.95).",
     "isld": "Absorption (imaginary SLD), ≥ 0, in 10⁻⁶ Å⁻². The incident medium's absorption is ignored.",
-    "thickness": "Layer thickness in Å. Ignored for the substrate and the ambient (semi-infinite).",
-    "roughness": "rms width (Å) of the interface between this layer and the one above it (toward the ambient).",
+    "thickness": "Layer thickness in Å. Empty for the substrate and the ambient (semi-infinite).",
+    "roughness": "rms width (Å) of the interface between this layer and the one above it (toward the ambient). "
+    "Empty for the ambient (nothing above it).",
 }
 LABELS = {
     "name": "Layer",
@@ -42,26 +40,56 @@ LABELS = {
     "thickness": f"Thickness ({FIELD_UNITS['thickness']})",
     "roughness": f"Roughness ({FIELD_UNITS['roughness']})",
 }
-_uids = itertools.count()
+COLUMNS = {
+    "position": st.column_config.TextColumn("Position", disabled=True, width="small",
+                                            help="Substrate first, ambient last; moved with the buttons below."),
+    "name": st.column_config.TextColumn(LABELS["name"], help=HELP["name"], max_chars=MAX_NAME, required=True),
+    # The default number format (up to four decimals) keeps 178.66 as typed; a step-based one showed 178.6.
+    **{f: st.column_config.NumberColumn(LABELS[f], help=HELP[f], min_value=MINIMA[f], max_value=layer_edits.MAXIMA[f])
+       for f in LAYER_FIELDS},
+}
 
 
 def _row(layer) -> dict:
-    return {"uid": f"{next(_uids)}", "name": layer.name, **{f: getattr(layer, f) for f in LAYER_FIELDS}}
+    return {"name": layer.name, **{f: getattr(layer, f) for f in LAYER_FIELDS}}
+
+
+def _snapshot() -> tuple:
+    return ([dict(r) for r in st.session_state[ROWS]], st.session_state.get(BEAM, "ambient"),
+            st.session_state.get(NAME, ""))
+
+
+def _fresh_table() -> None:
+    st.session_state[VERSION] = st.session_state.get(VERSION, 0) + 1
+
+
+def _remember(what: str) -> None:
+    stack = st.session_state.setdefault(UNDO, [])
+    stack.append((what, _snapshot()))
+    del stack[:-MAX_UNDO]
 
 
 def load_film(film: Film, remember_undo: bool = True) -> None:
-    """Replace the edited film (keeping the old one for one undo)."""
+    """Replace the edited film (undoable)."""
     if remember_undo and ROWS in st.session_state:
-        st.session_state[UNDO] = (st.session_state[ROWS], st.session_state.get(BEAM, "ambient"),
-                                  st.session_state.get(NAME, ""))
+        _remember(f"loading '{film.name}'" if film.name else "the last load")
     st.session_state[ROWS] = [_row(layer) for layer in film.layers]
     st.session_state[BEAM] = film.beam_from
     st.session_state[NAME] = film.name
+    st.session_state[NOTES] = ()
+    _fresh_table()
 
 
-def undo_load() -> None:
-    rows, beam, name = st.session_state.pop(UNDO)
+def undo_label() -> str | None:
+    stack = st.session_state.get(UNDO)
+    return stack[-1][0] if stack else None
+
+
+def undo() -> None:
+    what, (rows, beam, name) = st.session_state[UNDO].pop()
     st.session_state[ROWS], st.session_state[BEAM], st.session_state[NAME] = rows, beam, name
+    st.session_state[NOTES] = (f"Undone: {what}.",)
+    _fresh_table()
 
 
 def ensure_film() -> None:
@@ -76,28 +104,29 @@ def current_film() -> Film:
     return Film(layers=layers, beam_from=st.session_state.get(BEAM, "ambient"), name=st.session_state.get(NAME, ""))
 
 
-def _move(index: int, offset: int) -> None:
-    rows = st.session_state[ROWS]
-    j = index + offset
-    if 0 <= j < len(rows):
-        rows[index], rows[j] = rows[j], rows[index]
+def _apply(edit: Edit, table_done: bool = False) -> None:
+    """Take an edit's rows (undoable) and notes; the table is re-created unless it already shows them."""
+    if edit.changed:
+        _remember(edit.changed)
+        st.session_state[ROWS] = edit.rows
+    st.session_state[NOTES] = edit.notes
+    if edit.notes or not table_done:
+        _fresh_table()
 
 
-def _remove(index: int) -> None:
-    st.session_state[ROWS].pop(index)
+def _on_table_edit(key: str) -> None:
+    state = st.session_state.get(key) or {}
+    _apply(layer_edits.apply_cell_edits(st.session_state[ROWS], state.get("edited_rows")), table_done=True)
 
 
-def _add() -> None:
-    rows = st.session_state[ROWS]
-    new = {"uid": f"{next(_uids)}", "name": f"layer {len(rows) - 1}", "sld": 2.0, "isld": 0.0,
-           "thickness": 50.0, "roughness": 5.0}
-    rows.insert(max(len(rows) - 1, 1), new)  # just below the ambient
-
-
-def _disabled(field: str, index: int, n_rows: int) -> bool:
-    if field == "thickness":
-        return index in (0, n_rows - 1)
-    return field == "roughness" and index == n_rows - 1
+def _on_structure(action: str, max_layers: int) -> None:
+    rows, index = st.session_state[ROWS], st.session_state.get(PICKED, 1)
+    edit = {"up": lambda: layer_edits.move(rows, index, -1), "down": lambda: layer_edits.move(rows, index, 1),
+            "remove": lambda: layer_edits.remove(rows, index),
+            "add": lambda: layer_edits.add(rows, max_layers)}[action]()
+    _apply(edit)
+    if action in ("up", "down") and edit.changed:
+        st.session_state[PICKED] = index + (-1 if action == "up" else 1)  # the picked layer is followed
 
 
 def _row_error(row: dict, index: int) -> str | None:
@@ -110,46 +139,41 @@ def _row_error(row: dict, index: int) -> str | None:
 
 def render_layer_editor(max_layers: int = 20) -> None:
     rows = st.session_state[ROWS]
-    widths = [1.9, 1.3, 1.3, 1.4, 1.4, 0.55, 0.55, 0.55]
-    header = st.columns(widths)
-    for col, field in zip(header, ("name",) + LAYER_FIELDS):
-        col.markdown(f"**{LABELS[field]}**", help=HELP[field])
     n = len(rows)
+    key = f"film_table_{st.session_state.get(VERSION, 0)}"
+    st.data_editor(layer_edits.table_rows(rows), key=key, on_change=_on_table_edit, args=(key,), hide_index=True,
+                   column_config=COLUMNS, column_order=("position", "name") + LAYER_FIELDS, num_rows="fixed",
+                   width="stretch", placeholder="—")
+    for note in st.session_state.get(NOTES, ()):
+        st.warning(note, icon=":material/undo:" if note.startswith("Undone") else "⚠️")
     for index, row in enumerate(rows):
-        cols = st.columns(widths, vertical_alignment="center")
-        role = "substrate" if index == 0 else "ambient" if index == n - 1 else f"layer {index}"
-        key = f"L{row['uid']}_name"
-        if key not in st.session_state:
-            st.session_state[key] = row["name"]
-        row["name"] = cols[0].text_input(f"Name of {role}", key=key, label_visibility="collapsed",
-                                         placeholder=role)
-        for col, field in zip(cols[1:5], LAYER_FIELDS):
-            key = f"L{row['uid']}_{field}"
-            if key not in st.session_state:
-                st.session_state[key] = float(row[field])
-            # A value out of range cannot be drawn (Streamlit refuses): clamped, never expected.
-            st.session_state[key] = min(st.session_state[key], MAXIMA[field])
-            if field == "sld":
-                st.session_state[key] = max(st.session_state[key], -MAX_SLD)
-            row[field] = col.number_input(
-                f"{LABELS[field]} of {role}",
-                key=key,
-                # The physical bounds (physics.film); below zero is left to the row's message.
-                min_value=-MAX_SLD if field == "sld" else None,
-                max_value=MAXIMA[field],
-                step=0.1 if field in ("sld", "isld") else 1.0,
-                format="%.4g",
-                disabled=_disabled(field, index, n),
-                label_visibility="collapsed",
-            )
-        cols[5].button("↑", key=f"up_{row['uid']}", help="Move toward the substrate", on_click=_move,
-                       args=(index, -1), disabled=index == 0)
-        cols[6].button("↓", key=f"down_{row['uid']}", help="Move toward the ambient", on_click=_move,
-                       args=(index, 1), disabled=index == n - 1)
-        cols[7].button("✕", key=f"del_{row['uid']}", help="Remove this layer", on_click=_remove,
-                       args=(index,), disabled=n <= 2)
         error = _row_error(row, index)
         if error:
             st.error(error, icon="⚠️")
-    st.button(":material/add: Add layer", on_click=_add, disabled=n >= max_layers,
-              help=f"Adds a layer just below the ambient (at most {max_layers} layers).")
+    _structure_controls(rows, n, max_layers)
+
+
+def _structure_controls(rows: list[dict], n: int, max_layers: int) -> None:
+    """Move, remove and add layers; undo the last edit of any kind."""
+    if not 0 < st.session_state.get(PICKED, 1) < n - 1:
+        st.session_state[PICKED] = 1 if n > 2 else 0
+    middle = n > 2
+    cols = st.columns([2.2, 1, 1, 1, 1.1, 1.6], vertical_alignment="bottom")
+    picked = cols[0].selectbox("Layer to move or remove", range(1, n - 1) if middle else [0], key=PICKED,
+                               format_func=lambda i: f"{role(i, n)}: {rows[i]['name']}"[:60], disabled=not middle,
+                               help="The substrate and the ambient stay first and last.")
+    cols[1].button(":material/arrow_upward: Up", key="film_up", on_click=_on_structure, args=("up", max_layers),
+                   disabled=not middle or picked <= 1, help="Move toward the substrate (up the table).",
+                   width="stretch")
+    cols[2].button(":material/arrow_downward: Down", key="film_down", on_click=_on_structure,
+                   args=("down", max_layers), disabled=not middle or picked >= n - 2,
+                   help="Move toward the ambient (down the table).", width="stretch")
+    cols[3].button(":material/delete: Remove", key="film_remove", on_click=_on_structure,
+                   args=("remove", max_layers), disabled=not middle, help="Remove this layer (undoable).",
+                   width="stretch")
+    cols[4].button(":material/add: Add layer", key="film_add", on_click=_on_structure, args=("add", max_layers),
+                   disabled=n >= max_layers, width="stretch",
+                   help=f"Adds a 50 Å layer just below the ambient (at most {max_layers} layers).")
+    what = undo_label()
+    cols[5].button(":material/undo: Undo", key="film_undo_button", on_click=undo, disabled=what is None,
+                   help=f"Undo {what}." if what else "Nothing to undo yet.", width="stretch")
