@@ -22,19 +22,22 @@ from reflect_core.physics.simulate import (
     PYREFLECT_QMIN,
     CurveSettings,
     check_curve_request,
+    critical_q,
     film_profile,
     film_reflectivity,
+    fresnel_reflectivity,
     graded_reflectivity,
 )
 from reflect_core.store import history
 from reflect_core.uploads import UploadError, validate_upload
 from reflect_core.viz.figures import reflectivity_figure, sld_figure
-from ui import film_editor
+from ui import film_editor, workspace
 from ui.materials import film_text_builder, materials_panel
 from ui.session import current_limits, current_user
-from ui.state import keep, seed
+from ui.state import keep, remembered, seed
 
 LAST_GOOD = "explorer_last_good"
+PLOTS = {"R": "R", "RQ4": "R·Q⁴", "RF": "R / R_F"}
 limits = current_limits()
 
 
@@ -55,9 +58,11 @@ def bounded(key: str, default, low, high, shared: str | None = None) -> str:
 st.title("Film explorer")
 st.caption(
     "Layers are listed substrate first, ambient last. Units: SLD in 10⁻⁶ Å⁻², thickness and roughness in Å, "
-    "Q in Å⁻¹. Curves are recomputed on every edit."
+    "Q in Å⁻¹. Curves are recomputed on every edit. Your film and these settings are kept for you on this server: "
+    "a browser refresh or a closed tab loses nothing."
 )
 film_editor.ensure_film()
+workspace.render_notice()
 
 # --- film sources: presets, upload, text --------------------------------------------------------
 with st.expander("Presets and film upload", expanded=False):
@@ -142,7 +147,6 @@ def film_and_curves() -> None:
         ))
         scale = keep("scale", c[2].number_input("Scale", key=bounded("scale", 1.0, 0.0, MAX_SCALE), min_value=0.0,
                                                 max_value=MAX_SCALE, format="%.4f", step=0.01))
-        rq4 = keep("rq4", c[3].toggle("Plot R·Q⁴", key=seed("rq4", False), help="Removes the Fresnel Q⁻⁴ decay."))
         graded = keep("graded", st.toggle(
             "Also show R computed from the SLD profile (graded interfaces)", key=seed("graded", False),
             help="Névot–Croce roughness (the slab model) and the graded erf profile agree for small roughness; "
@@ -178,6 +182,7 @@ def film_and_curves() -> None:
         if graded:
             r_graded = graded_reflectivity(film, q, settings)
             curves.append(("graded SLD profile", q, r_graded))
+        workspace.keep_explorer(film)  # written only when something changed
         st.session_state[LAST_GOOD] = dict(film=film, q=q, r=r, z=z, sld=sld, isld=isld, curves=curves,
                                            instrument=dict(dq=settings.dq, background=background, scale=scale))
     else:
@@ -205,19 +210,37 @@ def film_and_curves() -> None:
         charts.info(text)
 
     with charts:
+        row = st.container(horizontal=True, vertical_alignment="center")
+        if remembered("plot") not in PLOTS:  # a kept value from an older version
+            keep("plot", "R")
+        plot = keep("plot", row.radio("Plot", list(PLOTS), key=seed("plot", "R"), horizontal=True,
+                                       format_func=PLOTS.get, label_visibility="collapsed",
+                                       help="R·Q⁴ and R/R_F remove the Fresnel decay; R_F is the bare backing's "
+                                            "reflectivity (no film, sharp) with the same resolution."))
+        log_q = keep("log_q", row.toggle("log Q", key=seed("log_q", False), help="A logarithmic Q axis."))
+        q_c = critical_q(last["film"])
+        row.caption(f"Critical edge Q_c = **{q_c:.4g} Å⁻¹** (4√(πΔρ), the backing against the incident medium)"
+                     if q_c is not None else "No critical edge: the backing's SLD is not above the incident medium's.",
+                     width="content")
         left, right = st.columns(2)
-        left.plotly_chart(reflectivity_figure(last["curves"], rq4=rq4), key="explorer_reflectivity")
+        film_now = last["film"]
+        left.plotly_chart(reflectivity_figure(
+            last["curves"], rq4=plot == "RQ4", log_q=log_q, q_c=q_c,
+            fresnel=(lambda q: fresnel_reflectivity(film_now, q, last["instrument"]["dq"])) if plot == "RF" else None),
+            key="explorer_reflectivity")
         right.plotly_chart(sld_figure(last["z"], last["sld"], last["isld"]), key="explorer_sld")
-        d1, d2, d3, d4 = st.columns(4)
+        # Content-wide buttons in a row that wraps: in fixed columns, narrow screens cut every label to "Download …".
+        downloads = st.container(horizontal=True)
         # The files are made when a button is pressed (callables): formatting them on every edit cost ~7 % of it.
-        d1.download_button("Download curve (CSV: Q,R)",
+        downloads.download_button("Download curve (CSV: Q,R)",
                            lambda last=last: curve_csv(last["film"], last["q"], last["r"], **last["instrument"]),
                            file_name="curve.csv", mime="text/csv", help="With the film and resolution as # lines.")
-        d2.download_button("Download profile (CSV: z,sld,isld)",
+        downloads.download_button("Download profile (CSV: z,sld,isld)",
                            lambda last=last: profile_csv(last["film"], last["z"], last["sld"], last["isld"]),
                            file_name="profile.csv", mime="text/csv", help="With the film as # lines.")
-        d3.download_button("Download film (JSON)", last["film"].to_json, file_name="film.json", mime="application/json")
-        with d4.popover("Save to history"):
+        downloads.download_button("Download film (JSON)", last["film"].to_json, file_name="film.json",
+                                  mime="application/json")
+        with downloads.popover("Save to history"):
             if st.session_state.get("save_film_seed") != last["film"].name:  # a newly loaded film brings its own name
                 st.session_state["save_film_seed"] = last["film"].name
                 st.session_state["save_film_name"] = (last["film"].name or "my film")[:80]

@@ -21,6 +21,7 @@ import streamlit as st
 from reflect_core.accounts import rate_limit
 from reflect_core.accounts.limits import LimitError, check_upload_size
 from reflect_core.analysis.measured import analyse_with_model, has_own_resolution, save_analysis
+from reflect_core.analysis.verdicts import fit_verdict, model_verdict
 from reflect_core.base.errors import ReflectError
 from reflect_core.formats.curves import csv_text
 from reflect_core.ml.builtin import BuiltinModel, builtin_models
@@ -32,6 +33,7 @@ from reflect_core.uploads import UploadError, validate_upload
 from reflect_core.uploads.curves import validate_curves
 from reflect_core.viz.figures import reflectivity_figure, sld_figure
 from ui.session import configured_hub, current_limits, current_user, rate_limit_per_minute, sees_everyone
+from ui.verdict import show_verdict
 
 user, limits = current_user(), current_limits()
 st.title("Models and data")
@@ -124,8 +126,8 @@ def card_caption(model_dir: Path) -> str:
             f"Q grid {q.size} points {q.min():.4g}–{q.max():.4g} Å⁻¹ · dQ/Q {100 * meta.dq:.3g} % FWHM · "
             f"profile {z.size} points {z.min():.0f}–{z.max():.0f} Å · "
             + (f"prior: {len(prior['film']['layers'])} layers, {len(prior['bounds'])} bounds · " if prior else "")
-            + (f"test RMSE {metrics['rmse']:.3g} (baseline {baseline['rmse']:.3g}) 10⁻⁶ Å⁻² · "
-               if metrics else "no test metrics · ")
+            + (f"test RMSE {metrics['rmse']:.3g} (baseline {baseline['rmse']:.3g}) 10⁻⁶ Å⁻², verdict: "
+               f"**{model_verdict(meta.metrics).level}** · " if metrics else "no test metrics · ")
             + f"{sum(f.stat().st_size for f in model_dir.iterdir()) / 1e6:.1f} MB")
 
 
@@ -314,10 +316,14 @@ with predict_tab:
                         if scaled is not None else ""))
     c[3].metric("Points", f"{fit['points']}")
     rq4 = c[4].toggle("Plot R·Q⁴", key="predict_rq4", help="Removes the Fresnel Q⁻⁴ decay.")
+    show_verdict(fit_verdict(fit))
+    curves = [("recomputed from the predicted profile", result.q, result.r)]
+    if scaled is not None:  # what the χ² above was computed from
+        curves.append((f"× {fit['scale']:.3g} + {fit['background']:.2e} (fitted scale, background)", result.q,
+                       fit["scale"] * result.r + fit["background"]))
     c = st.columns(2)
     c[0].plotly_chart(sld_figure(result.z, result.sld, label="predicted SLD"))
-    c[1].plotly_chart(reflectivity_figure([("recomputed from the predicted profile", result.q, result.r)], rq4=rq4,
-                                          data=curve))
+    c[1].plotly_chart(reflectivity_figure(curves, rq4=rq4, data=curve))
     c = st.columns([2, 1, 1])
     name = c[0].text_input("Analysis name", value=f"{stem} · {record['name']}"[:80], max_chars=80)
     c[1].download_button("Profile (CSV)", csv_text(["z (Å)", "SLD (1e-6 Å^-2)"], [result.z, result.sld]),

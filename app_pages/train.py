@@ -23,13 +23,13 @@ from reflect_core.ml.spec import SpecError, TrainSpec
 from reflect_core.physics.film import FilmError
 from reflect_core.physics.simulate import MAX_DQ, MAX_Q, PYREFLECT_DQ, PYREFLECT_NQ, PYREFLECT_QMAX, PYREFLECT_QMIN
 from reflect_core.store import records, user_curves, user_files
-from ui import film_editor
+from ui import film_editor, workspace
 from ui.bounds_editor import render_bounds_editor
 from ui.job_monitor import SELECTED, choose_run, render_monitor
 from ui.run_results import render_results
 from ui.session import current_limits, current_user, rate_limit_per_minute
 from ui.state import keep, remembered, seed
-from ui.train_form import SPEC_KEY, render_machine_cap
+from ui.train_form import SPEC_KEY, render_machine_cap, restore
 
 
 def number(where, label, key, default, **kwargs):
@@ -75,11 +75,12 @@ st.caption("Curves are generated from the explorer's film with the parameters yo
            "to map each curve to its SLD profile. The job runs in a separate process: it keeps going if you "
            "leave this page, close the browser or restart the app.")
 film_editor.ensure_film()
+workspace.restore_train(lambda raw: restore(TrainSpec.parse(raw), with_film=False))
+workspace.render_notice()
 try:
-    film = film_editor.current_film()
+    film, film_problem = film_editor.current_film(), None
 except FilmError as exc:
-    st.error(f"The explorer's film is not valid, so there is nothing to train on: {exc}")
-    st.stop()
+    film, film_problem = None, f"The explorer's film is not valid, so there is nothing to generate from: {exc}"
 
 # --- dataset ---------------------------------------------------------------------------------------
 MAX_Q_POINTS = 20_000
@@ -118,7 +119,11 @@ def render_curve_matcher() -> None:
 
 
 def generated_dataset():
-    """Settings for curves generated from the explorer's film: (spec, curves, Q points, z points)."""
+    """Settings for curves generated from the explorer's film: (spec, curves, Q points, z points), or
+    None after saying what is wrong (beside the input; the rest of the page stays)."""
+    if film is None:
+        st.error(film_problem + " Fix it on the Film explorer page.")
+        return None
     st.markdown(f"Film: **{len(film.layers)} layers** from the explorer "
                 f"({film.layers[0].name} … {film.layers[-1].name}, "
                 f"beam from the {film.beam_from}). Tick the parameters to vary and set their ranges.")
@@ -172,7 +177,7 @@ def generated_dataset():
         dataset_config = dataset_from_dict(dataset)
     except DatasetError as exc:
         st.error(str(exc))
-        st.stop()
+        return None
     with st.spinner("Estimating…"):
         gen_s = _generation_estimate(dataset)
     st.caption(f"On disk: {dataset_bytes(dataset_config) / 1e6:,.1f} MB (float32 .npy, pyreflect format). "
@@ -181,11 +186,12 @@ def generated_dataset():
 
 
 def uploaded_dataset():
-    """One of the user's uploaded array sets: (spec, curves, Q points, z points)."""
+    """One of the user's uploaded array sets: (spec, curves, Q points, z points), or None."""
     sets = user_files.array_sets(user)
     if not sets:
-        st.info("You have no uploaded training arrays: add an NR + SLD pair on the 'Models and data' page.")
-        st.stop()
+        st.warning("You have no uploaded training arrays: add an NR + SLD pair on the 'Models and data' page, "
+                   "or generate the curves from the explorer's film.")
+        return None
     folders = [f for f, _ in sets]
     if remembered("train_arrays") not in folders:  # a set since deleted, or none chosen yet
         keep("train_arrays", folders[0])
@@ -196,7 +202,8 @@ def uploaded_dataset():
     dq = number(st, "Their resolution, dQ/Q (FWHM, %)", "train_arrays_dq", 100 * PYREFLECT_DQ, format="%.4f",
                 min_value=0.0, max_value=49.9,
                 help="Used when NR is recomputed from predicted profiles for the test metrics.")
-    return {"arrays": folder, "dq": dq / 100, "beam_from": film.beam_from}, info["curves"], info["q_points"], \
+    beam_from = film.beam_from if film is not None else "ambient"
+    return {"arrays": folder, "dq": dq / 100, "beam_from": beam_from}, info["curves"], info["q_points"], \
         info["z_points"]
 
 
@@ -205,11 +212,12 @@ source = keep("train_source", st.radio("Source", ["generate", "upload"], horizon
                                        key=seed("train_source", "generate"),
                                        format_func={"generate": "generate from the explorer's film",
                                                     "upload": "my uploaded arrays"}.get))
-dataset, n_curves, nq, n_profile = generated_dataset() if source == "generate" else uploaded_dataset()
+chosen = generated_dataset() if source == "generate" else uploaded_dataset()
+dataset, n_curves, nq, n_profile = chosen or (None, 0, 0, 0)
 
 # --- model and training -------------------------------------------------------------------------------
 st.header("2. Network and training")
-c = st.columns(5)
+c = st.columns([1.5, 1, 1, 1, 1])  # the architecture's names are long
 arch = keep("train_arch", c[0].selectbox("Architecture", ARCHITECTURES, key=seed("train_arch", "compact_cnn"),
                                          format_func={"compact_cnn": "compact CNN (CPU-friendly)",
                                                       "pyreflect_cnn": "pyreflect CNN (155 M, GPU)"}.get))
@@ -263,31 +271,28 @@ if backends.is_registered("modal"):  # registered at startup when MODAL_TOKEN_ID
 elif remembered("train_backend") == "modal":
     keep("train_backend", "local")  # Modal is not configured (any more): this machine
 
+spec = None
 try:
+    if dataset is None:
+        raise SpecError("the training data above are not set")  # said there, beside their inputs
     spec = TrainSpec.parse({"kind": "train", "dataset": dataset, "model": model, "training": training, **place})
     st.session_state[SPEC_KEY] = spec.to_dict()
+    workspace.keep_train(spec.to_dict())  # written only when something changed
     n_train = int(n_curves * (1 - val_fraction - test_fraction))
     params, size = model_size(spec.model, nq, n_profile)
-    try:
-        with st.spinner("Estimating…"):
-            train_s = _training_estimate(model, training, n_train, nq, n_profile)
-        timing = (f"Estimated training time here: {train_s / 60:,.1f} min for {epochs} epochs (early stopping "
-                  "may end sooner).")
-    except TrainingError as exc:  # the timing process failed (memory, a timeout): training itself may still run
-        train_s, timing = None, f"No training time estimate: {exc}."
-    st.caption(f"Model: {params:,} parameters ({size / 1e6:,.1f} MB), counted from the settings. {timing}")
+    # Filled after the runs below: timing a new network takes a few seconds, and the monitor should not wait.
+    estimates = st.container()
     render_machine_cap(spec, limits, user.name)
-    if spec.backend == "modal" and train_s is not None:
-        gen_s = 0.0 if "arrays" in dataset else _generation_estimate(dataset)
-        st.info(costs.estimate(spec.gpu, train_s, gen_s).describe())
 except (SpecError, ModelError, TrainingError) as exc:
-    st.error(str(exc))
-    st.stop()
+    if dataset is not None:
+        st.error(str(exc))
+    spec = None
 
 with st.form("submit_run", clear_on_submit=False, border=False):
     c = st.columns([3, 1], vertical_alignment="bottom")
     run_name = c[0].text_input("Run name (optional)", max_chars=80, placeholder="e.g. polymer on Si, 5k curves")
-    if c[1].form_submit_button("Train", type="primary", width="stretch"):
+    if c[1].form_submit_button("Train", type="primary", width="stretch", disabled=spec is None,
+                               help="Fix the message above first." if spec is None else None):
         try:
             # The widgets are clamped to the limits; the job store checks the spec and the user's
             # active jobs again, once, under its lock (two tabs submitting at once cannot both pass).
@@ -304,3 +309,17 @@ if run is not None:
     render_monitor(run.run_id, run.state, user)
     if run.state == "completed":
         render_results(run.run_dir)
+
+if spec is not None:
+    with estimates:
+        try:
+            with st.spinner("Timing this network on this machine (a few seconds, once per setting)…"):
+                train_s = _training_estimate(model, training, n_train, nq, n_profile)
+            timing = (f"Estimated training time here: {train_s / 60:,.1f} min for {epochs} epochs (early stopping "
+                      "may end sooner).")
+        except TrainingError as exc:  # the timing process failed (memory, a timeout): training itself may still run
+            train_s, timing = None, f"No training time estimate: {exc}."
+        st.caption(f"Model: {params:,} parameters ({size / 1e6:,.1f} MB), counted from the settings. {timing}")
+        if spec.backend == "modal" and train_s is not None:
+            gen_s = 0.0 if "arrays" in dataset else _generation_estimate(dataset)
+            st.info(costs.estimate(spec.gpu, train_s, gen_s).describe())

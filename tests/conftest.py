@@ -30,6 +30,13 @@ def random_stacks(rng, n_films, n_layers, sld=(-1.0, 7.0), thickness=(5.0, 200.0
     return st
 
 
+@pytest.fixture(autouse=True)
+def own_data_dir(tmp_path_factory, monkeypatch):
+    """Every test starts with an empty data directory of its own (tests that need a particular one set
+    REFLECT_DATA_DIR themselves): kept work in progress (store.workspace) must not pass between tests."""
+    monkeypatch.setenv("REFLECT_DATA_DIR", str(tmp_path_factory.mktemp("data")))
+
+
 @pytest.fixture
 def shared_data_path():
     if not SHARED_DATA.exists():

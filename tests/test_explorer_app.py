@@ -123,9 +123,20 @@ def test_preset_load_and_undo(app):
     assert len(app.session_state["film_rows"]) == 8
 
 
-def test_rq4_toggle_and_graded_curve(app):
-    app.toggle(key="rq4").set_value(True).run()
+def test_plot_choices_log_q_critical_edge_and_graded_curve(app):
+    app.radio(key="plot").set_value("RQ4").run()
     assert "Q⁴" in figure(app)["layout"]["yaxis"]["title"]["text"]
+    app.radio(key="plot").set_value("RF").run()
+    fig = figure(app)
+    assert "R / R_F" in fig["layout"]["yaxis"]["title"]["text"]
+    q, ratio = values(fig["data"][0]["x"]), values(fig["data"][0]["y"])
+    # Far above the edge the film's own structure is left: of order 1, not the Q⁻⁴ decay of R itself.
+    assert 0.01 < ratio[q > 0.1].min() and ratio[q > 0.1].max() < 10
+    # The default film: Si (2.07) under air, so Q_c = 4√(π · 2.07e-6) = 0.0102 Å⁻¹.
+    assert any("Q_c = **0.0102 Å⁻¹**" in c.value for c in app.caption)
+    assert fig["layout"]["shapes"][0]["x0"] == pytest.approx(0.0102, abs=1e-4)
+    app.toggle(key="log_q").set_value(True).run()
+    assert figure(app)["layout"]["xaxis"]["type"] == "log"
     app.toggle(key="graded").set_value(True).run()
     assert len(figure(app)["data"]) == 2
     assert any("decades" in i.value for i in app.info)  # the default prior is very rough

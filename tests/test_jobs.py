@@ -278,11 +278,18 @@ def test_pause_then_resume_continues_from_the_checkpoint():
     assert (info.run_dir / jobs.CHECKPOINT).is_file()
     assert info.actions == ("resume", "delete")
     paused_at = info.progress.epoch
+    first_attempt = info.ended - info.started
+    assert info.compute_seconds(time.time() + 100) == pytest.approx(first_attempt)  # a paused run's clock stops
 
     jobs.resume(run_id)
+    resumed = wait_for(run_id, state_is("running", "completed", "failed"), what="resumed")
+    # The second attempt starts from the paused progress: its speed is measured on its own work only.
+    assert resumed.attempt_start["phase"] in ("training", "") and resumed.attempt_start["done"] >= 0
     info = wait_for(run_id, state_is("completed", "failed"), what="completion after resume")
     assert info.state == "completed", info.error
     assert info.attempts == 2
+    # Compute time counts both attempts, not only the one since the resume.
+    assert info.compute_seconds(time.time()) == pytest.approx(first_attempt + (info.ended - info.started))
     assert len(info.progress.train_loss) == 400  # one curve across both attempts
     log = (info.run_dir / jobs.LOG).read_text()
     assert f"resumed from checkpoint at epoch {paused_at}" in log
@@ -427,3 +434,24 @@ def test_workers_run_below_the_servers_priority():
             "print(os.getpriority(os.PRIO_PROCESS, 0) - before, WORKER_NICENESS)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert int(out[0]) == int(out[1]) > 0
+
+
+def test_time_left_after_a_resume_is_measured_on_the_resumed_attempts_own_work(tmp_path):
+    from reflect_core.jobs.queries import Progress, RunInfo
+
+    def run(done, start, started_ago, phase="training"):
+        now = 1_000_000.0
+        return now, RunInfo(
+            run_id="r", owner="a", name=None, state="running", created=0.0, started=now - started_ago, ended=None,
+            attempts=2, backend="local", ref=None, pid=None, error=None, result=None, queue_position=None,
+            requested=None, actions=(), progress=Progress(phase=phase, done=done, total=100), run_dir=tmp_path,
+            compute_s=30.0, attempt_start=start)
+
+    # Paused at 60/100 after 30 s; resumed 10 s ago and now at 70: 10 units in 10 s, 30 left, 30 s.
+    now, info = run(70, {"phase": "training", "done": 60}, 10.0)
+    assert info.seconds_left(now) == pytest.approx(30.0)  # counting all 70 as this attempt's would say 4.3 s
+    assert info.compute_seconds(now) == pytest.approx(40.0)
+    now, info = run(60, {"phase": "training", "done": 60}, 2.0)
+    assert info.seconds_left(now) is None  # nothing done yet in this attempt: no guess
+    now, info = run(20, {"phase": "training", "done": 60}, 10.0, phase="generating")  # a phase begun afresh
+    assert info.seconds_left(now) == pytest.approx(40.0)

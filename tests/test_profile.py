@@ -93,3 +93,17 @@ def test_point_sampled_profile_path():
     r_slab = reflectivity(stacks, DEFAULT_Q, 0.0295)[0]
     assert np.percentile(np.abs(r / r_slab - 1), 99) < 0.02
     assert microslab_stacks(z, sld).shape == (1, z.size + 1, 4)
+
+
+def test_the_profile_reaches_both_bulks_when_an_inner_interface_is_very_rough():
+    """A 10 Å top layer over a 60 Å-rough interface: that interface still rises 4σ = 240 Å past its
+    position, well beyond the top interface at 210 Å, and the drawn profile must get there."""
+    from reflect_core.physics.film import Film, Layer
+    from reflect_core.physics.simulate import film_profile
+
+    film = Film(layers=(Layer("Si", 2.07, 0, 0, 3), Layer("PS", 1.4, 0, 200, 60), Layer("top", 4.0, 0, 10, 2),
+                        Layer("air", 0.0, 0, 0, 0)))
+    z, sld, _ = film_profile(film)
+    # erfc(4/√2)/2 = 3.2e-5 of a step of at most 4 × 10⁻⁶ Å⁻² is left at the ends.
+    assert abs(sld[-1] - 0.0) < 2e-4 and abs(sld[0] - 2.07) < 2e-4
+    assert z.max() >= 200 + 4 * 60 and z.min() <= 200 - 4 * 60  # it decays both ways

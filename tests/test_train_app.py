@@ -86,11 +86,54 @@ def test_pause_and_resume_buttons(app):
     assert {"retry", "delete"} <= set(jobs.get(run_id).actions)
 
 
-def test_bad_dataset_is_reported_and_nothing_is_submitted(app):
+def runs_section_shown(at) -> bool:
+    return any(h.value == "3. Runs" for h in at.header)
+
+
+def test_bad_dataset_is_reported_beside_it_and_the_rest_of_the_page_stays(app):
     set_numbers(app, {"train_qmin": 0.3})
     assert any("qmin" in e.value and "below" in e.value for e in app.error)
-    assert not any(b.label == "Train" for b in app.button)
+    train = next(b for b in app.button if b.label == "Train")
+    assert train.disabled and runs_section_shown(app)  # the monitor and results are still there
+    assert app.number_input(key="train_epochs").value == 25  # and the network settings
     assert jobs.list_runs() == []
+
+
+def test_my_uploaded_arrays_without_any_keeps_the_page(app):
+    app.radio(key="train_source").set_value("upload").run()
+    assert not app.exception
+    assert any("no uploaded training arrays" in w.value for w in app.warning)
+    assert next(b for b in app.button if b.label == "Train").disabled and runs_section_shown(app)
+
+
+def test_a_refresh_keeps_the_train_form_and_the_film(app, tmp_path):
+    set_numbers(app, {"train_epochs": 7, "train_n": 1234})
+    app.switch_page("app_pages/explorer.py").run()
+    edit_cells(app, {2: {"thickness": 77.0}})
+    app.number_input(key="qmax").set_value(0.25).run()
+    # A browser refresh is a new session: nothing of the old one's state is left.
+    fresh = AppTest.from_file(APP, default_timeout=120)
+    fresh.run()
+    assert table_values(fresh)["thickness"][2] == 77.0 and fresh.number_input(key="qmax").value == 0.25
+    assert any("from your last visit are back" in t.value for t in fresh.toast)
+    fresh.switch_page("app_pages/train.py").run()
+    assert fresh.number_input(key="train_epochs").value == 7 and fresh.number_input(key="train_n").value == 1234
+    assert (tmp_path / "workspace" / "local" / "explorer.json").exists()
+
+
+def test_an_unreadable_kept_film_starts_from_the_default_and_says_so(tmp_path, monkeypatch):
+    monkeypatch.setenv("REFLECT_DATA_DIR", str(tmp_path))
+    folder = tmp_path / "workspace" / "local"
+    folder.mkdir(parents=True)
+    (folder / "explorer.json").write_text('{"film": {"layers": [{"sld": "x"}]}}')
+    (folder / "train.json").write_bytes(b"\xff\xfe not json")
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    assert not at.exception and len(at.session_state["film_rows"]) == 8  # the default film
+    assert any("could not be used" in t.value for t in at.toast)
+    at.switch_page("app_pages/train.py").run()
+    assert not at.exception and at.number_input(key="train_epochs").value == 25
+    assert any("not valid JSON" in t.value for t in at.toast)
 
 
 def test_edits_survive_switching_pages(app):

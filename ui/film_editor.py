@@ -13,7 +13,7 @@ import streamlit as st
 
 from reflect_core.physics.film import FIELD_UNITS, LAYER_FIELDS, Film, FilmError, check_layer, layer_from_mapping
 from reflect_core.physics.presets import DEFAULT_FILM
-from ui import layer_edits
+from ui import layer_edits, workspace
 from ui.layer_edits import MAX_NAME, MINIMA, Edit, role
 
 ROWS = "film_rows"
@@ -93,7 +93,8 @@ def undo() -> None:
 
 
 def ensure_film() -> None:
-    if ROWS not in st.session_state:
+    """The film of this browser session; at its start, the user's kept film (ui.workspace) or the default."""
+    if ROWS not in st.session_state and not workspace.restore_explorer(lambda f: load_film(f, remember_undo=False)):
         load_film(DEFAULT_FILM, remember_undo=False)
 
 
@@ -158,22 +159,21 @@ def _structure_controls(rows: list[dict], n: int, max_layers: int) -> None:
     if not 0 < st.session_state.get(PICKED, 1) < n - 1:
         st.session_state[PICKED] = 1 if n > 2 else 0
     middle = n > 2
-    cols = st.columns([2.2, 1, 1, 1, 1.1, 1.6], vertical_alignment="bottom")
-    picked = cols[0].selectbox("Layer to move or remove", range(1, n - 1) if middle else [0], key=PICKED,
+    # One row that wraps (content-wide buttons): fixed columns left empty buttons on narrow screens.
+    row = st.container(horizontal=True, vertical_alignment="bottom")
+    picked = row.selectbox("Layer to move or remove", range(1, n - 1) if middle else [0], key=PICKED,
                                format_func=lambda i: f"{role(i, n)}: {rows[i]['name']}"[:60], disabled=not middle,
-                               help="The substrate and the ambient stay first and last.")
-    cols[1].button(":material/arrow_upward: Up", key="film_up", on_click=_on_structure, args=("up", max_layers),
-                   disabled=not middle or picked <= 1, help="Move toward the substrate (up the table).",
-                   width="stretch")
-    cols[2].button(":material/arrow_downward: Down", key="film_down", on_click=_on_structure,
+                               help="The substrate and the ambient stay first and last.", width=260)
+    row.button(":material/arrow_upward: Up", key="film_up", on_click=_on_structure, args=("up", max_layers),
+                   disabled=not middle or picked <= 1, help="Move toward the substrate (up the table).")
+    row.button(":material/arrow_downward: Down", key="film_down", on_click=_on_structure,
                    args=("down", max_layers), disabled=not middle or picked >= n - 2,
-                   help="Move toward the ambient (down the table).", width="stretch")
-    cols[3].button(":material/delete: Remove", key="film_remove", on_click=_on_structure,
-                   args=("remove", max_layers), disabled=not middle, help="Remove this layer (undoable).",
-                   width="stretch")
-    cols[4].button(":material/add: Add layer", key="film_add", on_click=_on_structure, args=("add", max_layers),
-                   disabled=n >= max_layers, width="stretch",
+                   help="Move toward the ambient (down the table).")
+    row.button(":material/delete: Remove", key="film_remove", on_click=_on_structure,
+                   args=("remove", max_layers), disabled=not middle, help="Remove this layer (undoable).")
+    row.button(":material/add: Add layer", key="film_add", on_click=_on_structure, args=("add", max_layers),
+                   disabled=n >= max_layers,
                    help=f"Adds a 50 Å layer just below the ambient (at most {max_layers} layers).")
     what = undo_label()
-    cols[5].button(":material/undo: Undo", key="film_undo_button", on_click=undo, disabled=what is None,
-                   help=f"Undo {what}." if what else "Nothing to undo yet.", width="stretch")
+    row.button(":material/undo: Undo", key="film_undo_button", on_click=undo, disabled=what is None,
+                   help=f"Undo {what}." if what else "Nothing to undo yet.")

@@ -55,16 +55,19 @@ def _progress(run: jobs.RunInfo) -> None:
         st.progress(1.0, text="done")
     elif p.total:
         fraction = min(p.done / p.total, 1.0)
+        # p.epoch counts finished epochs; the one under way is the next, counted from 1 as everywhere.
+        current = min(p.epoch + 1, p.epochs_total) if run.state == "running" else p.epoch
         st.progress(fraction, text=f"{p.phase}: {p.done:,}/{p.total:,}"
-                    + (f" · epoch {p.epoch}/{p.epochs_total}" if p.epochs_total else ""))
+                    + (f" · epoch {current} of {p.epochs_total}" if p.epochs_total else ""))
     elif p.phase:
         st.progress(0.0, text=p.phase)
     if run.started:
-        end = run.ended or time.time()
-        elapsed = end - run.started
-        text = f"Elapsed {_duration(elapsed)}"
-        if run.state == "running" and p.total and 0 < p.done < p.total:
-            text += f" · about {_duration(elapsed / p.done * (p.total - p.done))} left in {p.phase}"
+        now = time.time()
+        text = f"Compute time {_duration(run.compute_seconds(now))}" + (
+            f" over {run.attempts} attempts" if run.attempts > 1 else "")
+        left = run.seconds_left(now)
+        if left is not None:
+            text += f" · about {_duration(left)} left in {p.phase}"
         if run.state == "running" and p.heartbeat:
             text += f" · last heartbeat {time.time() - p.heartbeat:.0f} s ago"
         st.caption(text)

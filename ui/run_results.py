@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from reflect_core.analysis.verdicts import model_verdict
 from reflect_core.base import storage
 from reflect_core.base.errors import ReflectError
 from reflect_core.data.generate import NR_FILE, SLD_FILE
@@ -24,6 +25,7 @@ from reflect_core.store.records import MODEL_FOLDER
 from reflect_core.viz.figures import loss_figure, parity_figure, profile_comparison_figure, reflectivity_figure
 
 from .session import configured_hub
+from .verdict import show_verdict
 
 PARITY_CURVES = 300
 
@@ -58,6 +60,7 @@ def render_results(run_dir: Path) -> None:
     data_dir = storage.data_dir() / meta.data_folder if meta.data_folder else run_dir / "data"
     metrics = meta.metrics
     st.subheader("Results on the held-out test set")
+    show_verdict(model_verdict(metrics))
     ratio = metrics["model"]["rmse"] / metrics["baseline"]["rmse"]
     st.caption(f"{metrics['n_test']:,} test curves never used for training, normalisation or model selection. "
                f"Model RMSE is {ratio:.0%} of the baseline's. Normalised MSE {metrics['normalized_mse']:.3g}. "

@@ -75,8 +75,9 @@ def _set(key: str, shadow: str | None, value) -> None:
     keep(shadow or key, value)
 
 
-def restore(spec: TrainSpec) -> None:
-    """Put every setting of ``spec`` into the Train form (and its film into the explorer)."""
+def restore(spec: TrainSpec, with_film: bool = True) -> None:
+    """Put every setting of ``spec`` into the Train form (and, ``with_film``, its film into the explorer;
+    without, the prior bounds are kept for the explorer's film where its parameters match)."""
     raw = spec.to_dict()
     uploaded = isinstance(spec.dataset, ArraySource)
     _set("train_source", None, "upload" if uploaded else "generate")
@@ -93,7 +94,8 @@ def restore(spec: TrainSpec) -> None:
         if noise is not None:
             _set(key, None, float(noise[name]))
     film = film_from_dict(raw["dataset"]["prior"]["film"])
-    film_editor.load_film(film)
+    if with_film:
+        film_editor.load_film(film)
     restore_bounds(film, raw["dataset"]["prior"]["bounds"])
 
 

@@ -91,6 +91,7 @@ def agreement(curve: Curve, r_calc: np.ndarray) -> dict:
     if curve.dr is not None:
         used = curve.dr > 0
         r, r_calc, dr = r[used], r_calc[used], curve.dr[used]
+        out["points_with_dr"] = int(used.sum())
         out["chi2_reduced"] = chi2_reduced(r, r_calc, dr, 0)  # a plain prediction: p = 0
         fitted = scale_and_background(r, r_calc, dr) if r.size > 2 else None
         if fitted is not None:

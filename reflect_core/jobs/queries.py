@@ -71,6 +71,25 @@ class RunInfo:
     actions: tuple[str, ...]  # what this run's state allows now, e.g. ("pause", "stop")
     progress: Progress
     run_dir: Path
+    compute_s: float | None = None  # seconds of the attempts that ended (None: a run from before it was kept)
+    attempt_start: dict | None = None  # {"phase", "done"} the latest attempt started from
+
+    def compute_seconds(self, now: float) -> float:
+        """Seconds of work over every attempt (a resume does not start the count again)."""
+        running = now - self.started if self.state == "running" and self.started else 0.0
+        if self.compute_s is None:  # only the latest attempt is known
+            return running or ((self.ended - self.started) if self.ended and self.started else 0.0)
+        return self.compute_s + running
+
+    def seconds_left(self, now: float) -> float | None:
+        """The current phase's time left at this attempt's own speed (work done before a pause is not
+        counted as done in this attempt's time); None until it has done some."""
+        p, start = self.progress, self.attempt_start or {}
+        if self.state != "running" or not self.started or not p.total or p.done >= p.total:
+            return None
+        before = start.get("done", 0) if start.get("phase") == p.phase else 0
+        done_here = p.done - min(before, p.done)
+        return (now - self.started) / done_here * (p.total - p.done) if done_here > 0 else None
 
 
 def _queue_positions(runs: list[tuple[Path, dict]]) -> dict[str, int]:
@@ -105,6 +124,7 @@ def _info(path: Path, state: dict, queue_position: int | None) -> RunInfo:
         queue_position=queue_position, requested=_pending_request(path, state),
         actions=tuple(action for action in ALLOWED_FROM if allows(action, state, path)),
         progress=Progress.from_dict(_read_object(path / PROGRESS)), run_dir=path,
+        compute_s=state.get("compute_s"), attempt_start=state.get("attempt_start"),
     )
 
 

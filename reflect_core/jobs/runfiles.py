@@ -139,7 +139,10 @@ _FIELD_TYPES = {
     "ended": _OPTIONAL_NUMBER, "backend": str, "ref": _OPTIONAL_TEXT, "attempts": int,
     "error": _OPTIONAL_TEXT, "result": (dict, type(None)),
 }
-_OPTIONAL_FIELDS = {"queued_at": _OPTIONAL_NUMBER, "polled_at": _OPTIONAL_NUMBER, "alive_at": _OPTIONAL_NUMBER,
+# compute_s: seconds of the attempts that ended; attempt_start: the progress ({"phase", "done"}) the
+# latest attempt started from, so that its speed (and the time left) is measured on its own work.
+_OPTIONAL_FIELDS = {"compute_s": _OPTIONAL_NUMBER, "attempt_start": (dict, type(None)),
+                    "queued_at": _OPTIONAL_NUMBER, "polled_at": _OPTIONAL_NUMBER, "alive_at": _OPTIONAL_NUMBER,
                     "poll_error": _OPTIONAL_TEXT}
 
 
@@ -203,7 +206,9 @@ def write_state(path: Path, current: dict, /, **changes) -> dict:
 def end_attempt(path: Path, state: dict, outcome: str, error: str | None = None, result: dict | None = None) -> dict:
     """Record how an attempt ended (the worker's word, or the scheduler's verdict); a pending request is void."""
     remove(path / CONTROL)
-    return write_state(path, state, state=outcome, ended=time.time(), error=error, result=result)
+    now = time.time()
+    compute = (state.get("compute_s") or 0.0) + (now - state["started"] if state.get("started") else 0.0)
+    return write_state(path, state, state=outcome, ended=now, error=error, result=result, compute_s=compute)
 
 
 def append_log(path: Path, message: str) -> None:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from reflect_core.base.storage import atomic_write_json, read_json
+from reflect_core.base.storage import StorageError, atomic_write_json, read_json
 from reflect_core.jobs import backends
 from reflect_core.jobs.backends import Backend, BackendUnavailable, Poll
 from reflect_core.jobs.runfiles import (
@@ -162,6 +162,19 @@ def _give_up(path: Path, state: dict, backend: Backend, reason: str) -> dict:
     return end_attempt(path, state, "failed", error=reason)
 
 
+def _progress_now(path: Path) -> dict:
+    """Where the run's progress stands (phase and work done) as an attempt starts; a resumed worker
+    continues from there."""
+    try:
+        progress = read_json(path / PROGRESS) or {}
+    except StorageError:
+        progress = {}
+    done = progress.get("done") if isinstance(progress, dict) else None
+    phase = progress.get("phase") if isinstance(progress, dict) else None
+    return {"phase": phase if isinstance(phase, str) else "",
+            "done": done if isinstance(done, int) and not isinstance(done, bool) else 0}
+
+
 def _launch(path: Path, state: dict) -> bool:
     """Start the run's next attempt; False when it did not start (or its backend is not in this process)."""
     if not backends.is_registered(state["backend"]):
@@ -180,7 +193,8 @@ def _launch(path: Path, state: dict) -> bool:
     else:
         now = time.time()
         write_state(path, state, state="running", ref=str(ref), started=now, ended=None, error=None,
-                    attempts=state["attempts"] + 1, polled_at=None, alive_at=None, poll_error=None)
+                    attempts=state["attempts"] + 1, polled_at=None, alive_at=None, poll_error=None,
+                    attempt_start=_progress_now(path))
         return True
     append_log(path, f"scheduler: {error}")
     write_state(path, state, state="failed", ended=time.time(), error=error)

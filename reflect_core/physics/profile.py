@@ -28,12 +28,13 @@ def interface_positions(stacks: np.ndarray) -> np.ndarray:
 
 
 def auto_z(stacks: np.ndarray, n_points: int = DEFAULT_PROFILE_POINTS) -> np.ndarray:
-    """One z grid (Å) that covers every film of the batch from substrate to ambient bulk."""
+    """One z grid (Å) that covers every film of the batch from substrate to ambient bulk: past the outer
+    interfaces and past every inner one's decay (a very rough interface under a thin top layer reaches
+    beyond the top interface)."""
     z_int = interface_positions(stacks)
-    rough = stacks[:, :-1, 3]
-    z_min = float(np.min(z_int[:, 0] - np.maximum(PROFILE_MARGIN_SIGMAS * rough[:, 0], PROFILE_MARGIN_MIN)))
-    z_max = float(np.max(z_int[:, -1] + np.maximum(PROFILE_MARGIN_SIGMAS * rough[:, -1], PROFILE_MARGIN_MIN)))
-    return np.linspace(z_min, z_max, n_points)
+    reach = PROFILE_MARGIN_SIGMAS * stacks[:, :-1, 3]
+    reach[:, [0, -1]] = np.maximum(reach[:, [0, -1]], PROFILE_MARGIN_MIN)
+    return np.linspace(float(np.min(z_int - reach)), float(np.max(z_int + reach)), n_points)
 
 
 ERF_REACH = 7.0  # σ: beyond this an erf interface is a step to 1e-12

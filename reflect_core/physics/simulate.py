@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -18,6 +18,7 @@ from reflect_core.physics.resolution import (
     SHARP_FEATURES_BELOW_Q,
     SMOOTH_POINTS_PER_SIGMA,
     THICKNESS_BUCKET,
+    critical_edge,
     resolution_fwhm,
 )
 
@@ -115,6 +116,22 @@ def film_reflectivity(film: Film, q: np.ndarray, settings: CurveSettings = Curve
     return reflectivity(
         film, q, settings.dq, dq_abs=dq_abs, scale=settings.scale, background=settings.background
     )[0]
+
+
+def fresnel_reflectivity(film: Film, q: np.ndarray, dq: float = 0.0) -> np.ndarray:
+    """R_F(Q): the bare backing under the incident medium (the film's outer media, sharp), smeared with
+    the resolution ``dq`` (FWHM dQ/Q) when given, so that R/R_F of a smeared curve has no spike at the
+    critical edge. R/R_F leaves the film's own structure."""
+    bare = Film(layers=(replace(film.layers[0], thickness=0.0, roughness=0.0),
+                        replace(film.layers[-1], thickness=0.0, roughness=0.0)), beam_from=film.beam_from)
+    return reflectivity(bare, np.asarray(q, dtype=float), dq)[0]
+
+
+def critical_q(film: Film) -> float | None:
+    """Q_c = 4√(π Δρ) (Å⁻¹) of total reflection at the backing, Δρ its SLD above the incident medium's;
+    None when the backing's is not higher (no total reflection)."""
+    q_c = float(critical_edge(film.beam_array()[None])[0])
+    return q_c if math.isfinite(q_c) else None
 
 
 def film_profile(film: Film, n_points: int = DEFAULT_PROFILE_POINTS):

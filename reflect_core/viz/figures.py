@@ -20,11 +20,15 @@ def _layout_dict(x_title: str, y_title: str, log_y: bool) -> dict:
                 xaxis=dict(title=dict(text=x_title)), yaxis=y_axis)
 
 
-def _figure(traces: list, x_title: str, y_title: str, log_y: bool = False) -> go.Figure:
+def _figure(traces: list, x_title: str, y_title: str, log_y: bool = False, x_axis: dict | None = None,
+            y_axis: dict | None = None, **layout) -> go.Figure:
     """The figure with the app's layout, given as nested dicts to the constructor: update_layout with
     "xaxis_title"-style paths, and a template, cost ~20 ms per figure on every rerun. No template: in
     the app Streamlit's chart theme styles the figure; exports add EXPORT_TEMPLATE (viz.report)."""
-    return go.Figure(data=traces, layout=_layout_dict(x_title, y_title, log_y))
+    merged = _layout_dict(x_title, y_title, log_y)
+    merged["xaxis"].update(x_axis or {})
+    merged["yaxis"].update(y_axis or {})
+    return go.Figure(data=traces, layout={**merged, **layout})
 
 
 def _layout(fig: go.Figure, x_title: str, y_title: str, log_y: bool = False) -> go.Figure:
@@ -33,10 +37,18 @@ def _layout(fig: go.Figure, x_title: str, y_title: str, log_y: bool = False) -> 
     return fig.update_yaxes(type="log", exponentformat="power") if log_y else fig
 
 
-def reflectivity_figure(curves: list[tuple[str, np.ndarray, np.ndarray]], rq4: bool = False, data=None) -> go.Figure:
-    """``curves``: (label, Q, R). ``rq4`` plots R·Q⁴; ``data`` is an optional Curve with error bars."""
+def reflectivity_figure(curves: list[tuple[str, np.ndarray, np.ndarray]], rq4: bool = False, data=None, *,
+                        fresnel=None, log_q: bool = False, q_c: float | None = None) -> go.Figure:
+    """``curves``: (label, Q, R). ``rq4`` plots R·Q⁴; ``fresnel`` (a function Q → R_F) plots R/R_F instead;
+    ``data`` is an optional Curve with error bars; ``log_q`` a logarithmic Q axis; ``q_c`` marks the
+    critical edge."""
     traces = []
-    factor = (lambda q: q**4) if rq4 else (lambda q: 1.0)
+    if rq4:
+        factor, y_title = (lambda q: q**4), "R·Q⁴ (Å⁻⁴)"
+    elif fresnel is not None:
+        factor, y_title = (lambda q: 1.0 / fresnel(q)), "R / R_F (Fresnel of the bare backing)"
+    else:
+        factor, y_title = (lambda q: 1.0), "R"
     if data is not None and data.r is not None:
         keep = data.r > 0  # log axis: non-positive points cannot be drawn
         traces.append(
@@ -53,7 +65,27 @@ def reflectivity_figure(curves: list[tuple[str, np.ndarray, np.ndarray]], rq4: b
         traces.append(
             go.Scatter(x=q, y=r * factor(q), mode="lines", name=label, line=dict(dash="dash" if i else "solid"))
         )
-    return _figure(traces, Q_LABEL, "R·Q⁴ (Å⁻⁴)" if rq4 else "R", log_y=True)
+    edge = {}
+    if q_c is not None:
+        x_ref = np.log10(q_c) if log_q else q_c  # shapes and annotations sit in axis units
+        edge = dict(shapes=[dict(type="line", xref="x", yref="paper", x0=x_ref, x1=x_ref, y0=0, y1=1,
+                                 line=dict(dash="dot", width=1, color="grey"))],
+                    annotations=[dict(x=x_ref, y=0, xref="x", yref="paper", text=f" Q_c = {q_c:.4g} Å⁻¹",
+                                      showarrow=False, xanchor="left", yanchor="bottom", font=dict(size=11))])
+    return _figure(traces, Q_LABEL, y_title, log_y=True, x_axis=dict(type="log") if log_q else None,
+                   y_axis=_log_ticks([t.y for t in traces]), **edge)
+
+
+def _log_ticks(arrays) -> dict:
+    """Log-axis ticks whose labels are values: one per decade over wide ranges (plotly's default minor
+    labels, a bare "2" or "5", read as values), 1-2-5 with full labels over narrow ones (R/R_F)."""
+    values = np.concatenate([np.asarray(a, dtype=float).ravel() for a in arrays]) if arrays else np.array([])
+    values = values[np.isfinite(values) & (values > 0)]
+    if values.size == 0 or np.log10(values.max() / values.min()) > 3:
+        return dict(dtick=1)
+    ticks = [m * 10.0**k for k in range(int(np.floor(np.log10(values.min()))), int(np.ceil(np.log10(values.max()))) + 1)
+             for m in (1, 2, 5)]
+    return dict(tickmode="array", tickvals=ticks, ticktext=[f"{t:g}" for t in ticks])
 
 
 def sld_figure(z: np.ndarray, sld: np.ndarray, isld: np.ndarray | None = None, label: str = "SLD") -> go.Figure:
@@ -68,7 +100,8 @@ def loss_figure(train: list, val: list) -> go.Figure:
     epochs = list(range(1, len(train) + 1))
     return _figure([go.Scatter(x=epochs, y=train, mode="lines+markers", name="training"),
                     go.Scatter(x=epochs, y=val, mode="lines+markers", name="validation")],
-                   "epoch", "loss (MSE of normalised SLD)", log_y=True)
+                   "epoch (counted from 1)", "loss (MSE of normalised SLD)", log_y=True,
+                   x_axis=dict(tick0=1, dtick=max(1, -(-len(epochs) // 10))))  # whole epochs only
 
 
 def profile_comparison_figure(z: np.ndarray, profiles: list[tuple[str, np.ndarray]]) -> go.Figure:

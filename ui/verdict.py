@@ -1,0 +1,15 @@
+"""A verdict (reflect_core.analysis.verdicts) drawn in its colour, with an icon that says the same
+thing for readers who do not see the colour."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from reflect_core.analysis.verdicts import Verdict
+
+ICONS = {"success": ":material/check_circle:", "info": ":material/info:", "warning": ":material/warning:",
+         "error": ":material/dangerous:"}
+
+
+def show_verdict(verdict: Verdict, where=st) -> None:
+    getattr(where, verdict.tone)(verdict.text, icon=ICONS[verdict.tone])
