@@ -99,6 +99,7 @@ def edit_table_cell(page, row: int, column: int, value: str) -> None:
     canvas.scroll_into_view_if_needed()
     box = canvas.bounding_box()
     page.mouse.click(box["x"] + 20, box["y"] + 35 + 17)  # below the 35 px header row
+    page.wait_for_timeout(250)  # a re-created table takes the keyboard once it has mounted
     for key, times in (("ArrowRight", column), ("ArrowDown", row)):
         for _ in range(times):
             page.keyboard.press(key)

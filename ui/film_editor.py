@@ -4,7 +4,7 @@ The film lives in ``st.session_state["film_rows"]`` (a list of dicts: ``name`` a
 fields), so it survives page switches. Cell edits, moves, removals, additions and loads all go
 through ``ui.layer_edits`` (which refuses a bad value and keeps the previous one, with a note)
 and each can be undone, newest first. The table widget is re-created (a new key) whenever the
-rows change other than by the table itself, so it never shows stale cells.
+rows change, so it never shows stale cells.
 """
 
 from __future__ import annotations
@@ -105,19 +105,21 @@ def current_film() -> Film:
     return Film(layers=layers, beam_from=st.session_state.get(BEAM, "ambient"), name=st.session_state.get(NAME, ""))
 
 
-def _apply(edit: Edit, table_done: bool = False) -> None:
-    """Take an edit's rows (undoable) and notes; the table is re-created unless it already shows them."""
+def _apply(edit: Edit) -> None:
+    """Take an edit's rows (undoable) and notes, and re-create the table. Even after its own edit: a
+    table that keeps its edits sends them again once it has drawn the new rows (a second rerun per
+    edit, measured in the browser), and shows a refused value until re-created."""
     if edit.changed:
         _remember(edit.changed)
         st.session_state[ROWS] = edit.rows
     st.session_state[NOTES] = edit.notes
-    if edit.notes or not table_done:
+    if edit.changed or edit.notes:
         _fresh_table()
 
 
 def _on_table_edit(key: str) -> None:
     state = st.session_state.get(key) or {}
-    _apply(layer_edits.apply_cell_edits(st.session_state[ROWS], state.get("edited_rows")), table_done=True)
+    _apply(layer_edits.apply_cell_edits(st.session_state[ROWS], state.get("edited_rows")))
 
 
 def _on_structure(action: str, max_layers: int) -> None:
