@@ -33,6 +33,7 @@ from reflect_core.uploads import UploadError, validate_upload
 from reflect_core.viz.figures import reflectivity_figure, sld_figure
 from ui import film_editor, workspace
 from ui.materials import film_text_builder, materials_panel
+from ui.overlay import choose_overlay, render_agreement
 from ui.session import current_limits, current_user
 from ui.state import keep, remembered, seed
 
@@ -63,6 +64,20 @@ st.caption(
 )
 film_editor.ensure_film()
 workspace.render_notice()
+with st.expander("What this app does · start here", expanded=not st.session_state.get("explorer_seen")):
+    st.markdown("From a film model to a trained network to an analysed measurement, in three paths:")
+    c = st.columns(3)
+    c[0].markdown("**Explore a film**: edit the layers below (or load a preset) and see R(Q) and the SLD "
+                  "profile at once; overlay a measured curve to compare.")
+    c[1].markdown("**Train a network** that reads an NR curve and returns an SLD profile, on curves "
+                  "generated from this film and the ranges you let vary.")
+    c[2].markdown("**Analyse a measurement**: upload a curve, predict its profile with a network, then "
+                  "refine it with a fit (with uncertainties).")
+    c[0].page_link("app_pages/explorer.py", label="You are here", icon=":material/show_chart:", disabled=True)
+    c[1].page_link("app_pages/train.py", label="Train", icon=":material/model_training:")
+    c[2].page_link("app_pages/models.py", label="Upload and predict", icon=":material/deployed_code:")
+    c[2].page_link("app_pages/analyse.py", label="Fit", icon=":material/query_stats:")
+st.session_state["explorer_seen"] = True  # open on the first visit of a session only
 
 # --- film sources: presets, upload, text --------------------------------------------------------
 with st.expander("Presets and film upload", expanded=False):
@@ -72,6 +87,7 @@ with st.expander("Presets and film upload", expanded=False):
         keep("explorer_preset", preset)
         if st.button("Load preset", help="Replaces the table (Undo, under the table, brings the film back)."):
             film_editor.load_film(PRESETS[preset])
+            st.session_state.pop("explorer_upload_error", None)  # about a film that is no longer the question
             st.rerun()
     with right:
         upload = st.file_uploader(
@@ -100,6 +116,7 @@ with st.expander("Build from text · materials and SLD calculator", expanded=Fal
                               max_layers=limits.film_layers, validate=lambda film: check_film(film, limits))
     if built is not None:
         film_editor.load_film(built.film)  # undoable
+        st.session_state.pop("explorer_upload_error", None)
         st.rerun()
     materials_panel("explorer_materials")
 
@@ -195,20 +212,6 @@ def film_and_curves() -> None:
     if problems:
         charts.warning("Showing the last valid curve until the input below is fixed.")
 
-    warnings = roughness_warnings(last["film"])
-    if warnings:
-        text = (
-            "Névot–Croce roughness is approximate where roughness exceeds 20 Å or a third of an adjacent layer: "
-            + ", ".join(warnings) + "."
-        )
-        if len(last["curves"]) > 1:
-            r_nc, r_gr = last["curves"][0][2], last["curves"][1][2]
-            worst = float(np.max(np.abs(np.log10(r_gr / r_nc))))
-            text += f" Here the graded-profile curve differs by up to {worst:.2f} decades."
-        else:
-            text += " Turn on 'Also show R computed from the SLD profile' to see the difference."
-        charts.info(text)
-
     with charts:
         row = st.container(horizontal=True, vertical_alignment="center")
         if remembered("plot") not in PLOTS:  # a kept value from an older version
@@ -222,22 +225,40 @@ def film_and_curves() -> None:
         row.caption(f"Critical edge Q_c = **{q_c:.4g} Å⁻¹** (4√(πΔρ), the backing against the incident medium)"
                      if q_c is not None else "No critical edge: the backing's SLD is not above the incident medium's.",
                      width="content")
+        measured = choose_overlay(current_user())
         left, right = st.columns(2)
         film_now = last["film"]
         left.plotly_chart(reflectivity_figure(
-            last["curves"], rq4=plot == "RQ4", log_q=log_q, q_c=q_c,
+            last["curves"], rq4=plot == "RQ4", log_q=log_q, q_c=q_c, data=measured,
             fresnel=(lambda q: fresnel_reflectivity(film_now, q, last["instrument"]["dq"])) if plot == "RF" else None),
             key="explorer_reflectivity")
         right.plotly_chart(sld_figure(last["z"], last["sld"], last["isld"]), key="explorer_sld")
+        if measured is not None:
+            render_agreement(last["film"], measured, **last["instrument"])
+        # Under the charts: what the slab model approximates here (not the first thing a newcomer reads).
+        warnings = roughness_warnings(last["film"])
+        if warnings:
+            text = (
+                "Névot–Croce roughness is approximate where roughness exceeds 20 Å or a third of an adjacent layer: "
+                + ", ".join(warnings) + "."
+            )
+            if len(last["curves"]) > 1:
+                r_nc, r_gr = last["curves"][0][2], last["curves"][1][2]
+                worst = float(np.max(np.abs(np.log10(r_gr / r_nc))))
+                text += f" Here the graded-profile curve differs by up to {worst:.2f} decades."
+            else:
+                text += " Turn on 'Also show R computed from the SLD profile' to see the difference."
+            st.info(text, icon=":material/info:")
         # Content-wide buttons in a row that wraps: in fixed columns, narrow screens cut every label to "Download …".
         downloads = st.container(horizontal=True)
         # The files are made when a button is pressed (callables): formatting them on every edit cost ~7 % of it.
         downloads.download_button("Download curve (CSV: Q,R)",
-                           lambda last=last: curve_csv(last["film"], last["q"], last["r"], **last["instrument"]),
-                           file_name="curve.csv", mime="text/csv", help="With the film and resolution as # lines.")
+                                  lambda last=last: curve_csv(last["film"], last["q"], last["r"], **last["instrument"]),
+                                  file_name="curve.csv", mime="text/csv",
+                                  help="With the film and resolution as # lines.")
         downloads.download_button("Download profile (CSV: z,sld,isld)",
-                           lambda last=last: profile_csv(last["film"], last["z"], last["sld"], last["isld"]),
-                           file_name="profile.csv", mime="text/csv", help="With the film as # lines.")
+                                  lambda last=last: profile_csv(last["film"], last["z"], last["sld"], last["isld"]),
+                                  file_name="profile.csv", mime="text/csv", help="With the film as # lines.")
         downloads.download_button("Download film (JSON)", last["film"].to_json, file_name="film.json",
                                   mime="application/json")
         with downloads.popover("Save to history"):

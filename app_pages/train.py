@@ -106,9 +106,14 @@ def _match_curve(name: str) -> None:
 def render_curve_matcher() -> None:
     """Train for a measurement: a network only reads curves on its own Q range."""
     names = user_curves.curves(user)
-    if not names:
-        return
     c = st.columns([3, 2], vertical_alignment="bottom")
+    if not names:  # shown anyway, so that the option is known before a curve is uploaded
+        c[0].selectbox("Match a measured curve (optional)", [], disabled=True,
+                       placeholder="upload a measured curve on 'Models and data' first",
+                       help="Sets Q min, Q max, the number of Q points and dQ/Q from a measured curve, so that "
+                            "the model reads it without extrapolating.")
+        c[1].button("Use its Q range and resolution", disabled=True)
+        return
     name = c[0].selectbox("Match a measured curve (optional)", names, index=None,
                           placeholder="one of your uploaded curves",
                           help="Sets Q min, Q max, the number of Q points and dQ/Q (from its dQ column, if it has "

@@ -227,3 +227,64 @@ def test_an_uploaded_films_name_is_kept_for_saving_and_undo_brings_the_old_one_b
     next(b for b in app.button if "Undo" in b.label).click().run()
     assert not app.exception and app.session_state["film_name"] == before
     assert app.text_input(key="save_film_name").value == before
+
+
+# --- a measured curve over the film ----------------------------------------------------------------------------
+
+
+def store_curve(name, q, r, dr, dq):
+    from reflect_core.accounts.access import LOCAL_USER
+    from reflect_core.formats.curves import csv_text
+    from reflect_core.store import user_curves
+
+    user_curves.save_curve(LOCAL_USER, name, csv_text(["Q", "R", "dR", "dQ"], [q, r, dr, dq]).encode())
+
+
+def test_a_measured_curve_is_overlaid_with_its_chi2_and_verdict(app):
+    from reflect_core.analysis.measured import film_at_data
+    from reflect_core.formats.curves import Curve
+    from reflect_core.physics.presets import DEFAULT_FILM
+
+    assert any("upload one on the 'Models and data' page" in c.value for c in app.caption)  # none yet: a hint
+    q = np.geomspace(0.009, 0.19, 150)
+    dq = 0.03 * q
+    r = film_at_data(DEFAULT_FILM, Curve(q=q, r=np.ones_like(q), dq=dq), dq=0.03)
+    rng = np.random.default_rng(7)
+    store_curve("same_film.txt", q, r * (1 + 0.05 * rng.standard_normal(q.size)), 0.05 * r, dq)
+    store_curve("other_film.txt", q, r * np.exp(np.sin(q * 200) - 1), 0.05 * r, dq)
+    app.run()
+    app.selectbox(key="explorer_overlay").set_value("same_film.txt").run()
+    assert not app.exception, app.exception
+    fig = figure(app)
+    assert fig["data"][0]["name"] == "data" and values(fig["data"][0]["x"]).size == 150  # drawn with error bars
+    # The curve was made from this very film with 5 % errors: χ² ≈ 1 and the verdict says consistent.
+    assert any("Consistent with the data" in s.value for s in app.success), [s.value for s in app.success]
+    app.selectbox(key="explorer_overlay").set_value("other_film.txt").run()
+    assert any("Does not explain the data" in e.value for e in app.error)
+
+
+def test_the_real_measurement_over_the_default_film(app, shared_data_path):
+    from reflect_core.accounts.access import LOCAL_USER
+    from reflect_core.store import user_curves
+
+    user_curves.save_curve(LOCAL_USER, "REFL_212592.txt", shared_data_path.read_bytes())
+    app.run()
+    app.selectbox(key="explorer_overlay").set_value("REFL_212592.txt").run()
+    assert not app.exception, app.exception
+    # pyreflect's default prior is not this polymer film: the verdict must not call it consistent.
+    assert not app.success or not any("Consistent" in s.value for s in app.success)
+    assert any("reduced χ²" in c.value for c in app.caption)
+
+
+def test_an_upload_error_goes_once_a_preset_is_loaded(app):
+    layers = [{"name": "Si", "sld": 2.07}, {"name": "thick", "sld": 4.0, "thickness": 3e7, "roughness": 5},
+              {"name": "air", "sld": 0.0}]
+    assert upload(app, film_json(layers))  # refused, with its message
+    next(b for b in app.button if b.label == "Load preset").click().run()
+    assert not app.exception and not any("unchanged" in e.value for e in app.error)
+
+
+def test_start_here_names_the_three_paths(app):
+    intro = next(e for e in app.expander if "start here" in e.label)
+    text = " ".join(m.value for m in intro.markdown)
+    assert all(path in text for path in ("Explore a film", "Train a network", "Analyse a measurement"))

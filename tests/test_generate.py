@@ -88,7 +88,8 @@ def test_interrupted_generation_resumes_to_the_same_bytes(tmp_path):
 @pytest.mark.parametrize("overrides, message", [
     ({"n": 1}, "dataset.n"), ({"n": 10.5}, "dataset.n"), ({"qmin": 0.3}, "qmin"),
     ({"sampler": "sobol"}, "sampler"), ({"bounds": [{"i": 9, "par": "sld", "bounds": [1, 2]}]}, "layer index"),
-    ({"bounds": [{"i": 1, "par": "thickness", "bounds": [5, 1]}]}, "above upper"),
+    ({"bounds": [{"i": 1, "par": "thickness", "bounds": [5, 1]}]},
+     r"prior: the thickness range of layer 1 \(.*; bound #1\): its min 5 is above its max 1"),
     ({"bounds": [{"i": 1, "par": "roughness", "bounds": [-1, 1]}]}, "negative"),
     ({"bounds": [{"i": 0, "par": "thickness", "bounds": [1, 2]}]}, "not used"),
     ({"bounds": [{"i": 1, "par": "sld", "bounds": [2, 2]}]}, "identical"),

@@ -26,6 +26,8 @@ from reflect_core.formats.curves import (
 from reflect_core.ml.evaluation import LOG_FLOOR, recomputed_nr
 from reflect_core.ml.model_store import load_model
 from reflect_core.ml.predict import apply_model, curves_on_model_grid
+from reflect_core.physics.film import Film
+from reflect_core.physics.simulate import CurveSettings, film_reflectivity
 from reflect_core.store import history
 from reflect_core.store.bundles import FOLDER_PARTS
 from reflect_core.uploads.curves import measured_curve
@@ -55,6 +57,13 @@ def recompute_at_data(z: np.ndarray, sld: np.ndarray, curve: Curve, model_dq: fl
     when it has one, else with the model's dQ/Q."""
     own_dq = curve.dq if has_own_resolution(curve) else None
     return recomputed_nr(z, np.asarray(sld)[None], curve.q, model_dq, beam_from, dq_abs=own_dq)[0]
+
+
+def film_at_data(film: Film, curve: Curve, dq: float, scale: float = 1.0, background: float = 0.0) -> np.ndarray:
+    """R of a film at the data's Q points, smeared with the data's own dQ column when it has one,
+    else with dQ/Q = ``dq`` (FWHM); the film's own scale and background applied."""
+    own_dq = curve.dq if has_own_resolution(curve) else None
+    return film_reflectivity(film, curve.q, CurveSettings(dq=dq, scale=scale, background=background), dq_abs=own_dq)
 
 
 def scale_and_background(r: np.ndarray, r_calc: np.ndarray, dr: np.ndarray) -> tuple[float, float] | None:

@@ -119,7 +119,7 @@ def dataset_from_dict(raw: dict, max_curves: int = 1_000_000) -> DatasetConfig:
     try:
         prior = prior_from_dict(raw.get("prior") or default_dataset_dict()["prior"])
     except (PriorError, ValueError, OverflowError) as exc:  # OverflowError: a bound of thousands of digits
-        raise DatasetError(f"dataset.prior: {exc}") from None
+        raise DatasetError(f"prior: {exc}") from None
     values = {}
     for name, kind, lo, hi in [("n", int, 2, max_curves), ("seed", int, 0, 2**32 - 1), ("nq", int, 2, MAX_Q_POINTS),
                                ("n_profile", int, 2, MAX_PROFILE_POINTS), ("qmin", float, 1e-6, MAX_Q),
@@ -153,7 +153,7 @@ def dataset_from_dict(raw: dict, max_curves: int = 1_000_000) -> DatasetConfig:
     if config.qmin >= config.qmax:
         raise DatasetError(f"dataset.qmin ({config.qmin:g}) must be below dataset.qmax ({config.qmax:g})")
     if not prior.free:
-        raise DatasetError("dataset.prior: every bound is fixed (lo = hi), so all curves would be identical")
+        raise DatasetError("prior: every range is fixed (lo = hi), so all curves would be identical")
     _check_extremes(config)
     return config
 
@@ -165,11 +165,11 @@ def _check_extremes(config: DatasetConfig) -> None:
     for column, field in enumerate(LAYER_FIELDS):
         worst = float(np.abs(extremes[:, :, column]).max())
         if worst > MAXIMA[field]:
-            raise DatasetError(f"dataset.prior: {field} reaches {worst:g} {FIELD_UNITS[field]}; the physical bound "
+            raise DatasetError(f"prior: {field} reaches {worst:g} {FIELD_UNITS[field]}; the physical bound "
                                f"is {MAXIMA[field]:g}")
     thickest = float(extremes[:, 1:-1, 2].sum(axis=1).max()) if extremes.shape[1] > 2 else 0.0
     if thickest > MAX_THICKNESS:
-        raise DatasetError(f"dataset.prior: the thickest film is {thickest:g} Å in all; the bound is "
+        raise DatasetError(f"prior: the thickest film is {thickest:g} Å in all; the bound is "
                            f"{MAX_THICKNESS:g} Å (10 µm)")
     z = config.z
     try:

@@ -79,15 +79,17 @@ def parse_bounds(raw, film: Film) -> tuple[Bound, ...]:
     bounds = []
     n_layers = len(film.layers)
     for k, entry in enumerate(raw):
-        where = f"bound {k}"
+        where = f"bound #{k + 1}"
         if not isinstance(entry, dict):
             raise PriorError(f"{where}: expected an object with i, par, bounds")
         layer, par, pair = entry.get("i"), entry.get("par"), entry.get("bounds")
         if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < n_layers:
             raise PriorError(f"{where}: 'i' must be a layer index 0..{n_layers - 1}, got {layer!r}")
-        where = f"bound {k} (layer {layer} {film.layers[layer].name!r}, {par})"
+        place = "the substrate" if layer == 0 else "the ambient" if layer == n_layers - 1 else f"layer {layer}"
+        # Named as the bounds table shows it (the entry's number, counted from 1, only for files).
+        where = f"the {par} range of {place} ({film.layers[layer].name!r}; bound #{k + 1})"
         if par not in LAYER_FIELDS:
-            raise PriorError(f"bound {k}: 'par' must be one of {LAYER_FIELDS}, got {par!r}")
+            raise PriorError(f"bound #{k + 1}: 'par' must be one of {LAYER_FIELDS}, got {par!r}")
         if par == "thickness" and layer in (0, n_layers - 1):
             raise PriorError(f"{where}: the substrate's and ambient's thickness is not used; remove this bound")
         if not isinstance(pair, (list, tuple)) or len(pair) != 2:
@@ -99,9 +101,9 @@ def parse_bounds(raw, film: Film) -> tuple[Bound, ...]:
         if not (math.isfinite(lo) and math.isfinite(hi)):
             raise PriorError(f"{where}: bounds must be finite, got {pair!r}")
         if lo > hi:
-            raise PriorError(f"{where}: lower bound {lo:g} is above upper bound {hi:g}")
+            raise PriorError(f"{where}: its min {lo:g} is above its max {hi:g}")
         if par != "sld" and lo < 0:
-            raise PriorError(f"{where}: {par} cannot be negative (lower bound {lo:g})")
+            raise PriorError(f"{where}: {par} cannot be negative (min {lo:g})")
         if (layer, par) in seen:
             raise PriorError(f"{where}: this parameter is bounded twice")
         seen.add((layer, par))

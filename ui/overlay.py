@@ -1,0 +1,59 @@
+"""A measured curve over the explorer's film: choose one of the user's curves, draw it with its error
+bars, and say how well the film explains it (χ² with the explorer's scale and background, and with
+the best ones, and the verdict on consistency)."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from reflect_core.accounts.access import User
+from reflect_core.analysis.measured import agreement, film_at_data
+from reflect_core.analysis.verdicts import fit_verdict
+from reflect_core.base.errors import ReflectError
+from reflect_core.formats.curves import Curve
+from reflect_core.physics.film import Film
+from reflect_core.store import user_curves
+from ui.state import keep, remembered, seed
+from ui.verdict import show_verdict
+
+KEY = "explorer_overlay"
+_PARSED = "explorer_overlay_parsed"  # {name: Curve}: each stored file is read once per session
+
+
+def choose_overlay(user: User) -> Curve | None:
+    """The chosen measured curve (None: none chosen, none uploaded, or unreadable, said here)."""
+    names = user_curves.curves(user)
+    if not names:
+        st.caption("To overlay a measured curve and see its χ² against this film, upload one on the "
+                   "'Models and data' page.")
+        return None
+    if remembered(KEY) not in names:
+        keep(KEY, None)
+    name = keep(KEY, st.selectbox("Overlay a measured curve", names, index=None, key=seed(KEY, None),
+                                  placeholder="none: the film alone",
+                                  format_func=lambda n: user_curves.curve_label(user, n),
+                                  help="Its points with error bars on the chart, and how well this film explains "
+                                       "them (χ² at the data's own Q points and resolution)."))
+    if name is None:
+        return None
+    parsed = st.session_state.setdefault(_PARSED, {})
+    if name not in parsed:
+        try:
+            parsed[name] = user_curves.load_curve(user, name)
+        except (ReflectError, OSError) as exc:
+            st.error(f"{name} cannot be overlaid: {exc}")
+            return None
+    return parsed[name]
+
+
+def render_agreement(film: Film, curve: Curve, dq: float, scale: float, background: float) -> None:
+    """χ² of the film against the data, as set and with the best scale and background, and the verdict."""
+    try:
+        fit = agreement(curve, film_at_data(film, curve, dq, scale, background))
+    except (ReflectError, ValueError) as exc:
+        st.warning(f"This film cannot be compared with the curve: {exc}")
+        return
+    if fit["chi2_reduced"] is not None:
+        st.caption(f"Against {fit['points_with_dr']} data points with dR: reduced χ² {fit['chi2_reduced']:.3g} with "
+                   f"this scale and background; median |Δlog₁₀R| {fit['median_decades']:.3f} decades.")
+    show_verdict(fit_verdict(fit))
