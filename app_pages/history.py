@@ -8,17 +8,20 @@ import datetime as dt
 import pandas as pd
 import streamlit as st
 
+from reflect_core.analysis.verdicts import model_verdict
 from reflect_core.base import storage
 from reflect_core.base.errors import ReflectError
 from reflect_core.ml.spec import TrainSpec
 from reflect_core.physics.film import film_from_dict
 from reflect_core.store import history, records
 from reflect_core.store.bundles import BUNDLE_FIGURES, build_bundle, bundle_parts
+from reflect_core.store.records import MODEL_FOLDER
 from reflect_core.viz.report import figures_for, overlay_losses, profile_overlay, shared_test_curves, standalone_html
 from ui import film_editor, train_form
 from ui.fit_results import render_saved_fit
 from ui.history_import import render_import
 from ui.job_monitor import SELECTED
+from ui.run_results import render_results
 from ui.session import configured_hub, current_user, sees_everyone
 
 HUB_LEFT = "history_hub_left"  # a message from the last delete, shown after its rerun
@@ -70,10 +73,10 @@ def _row(record: dict) -> dict:
         return {
             "name": record["name"], "kind": record["kind"], "created": _when(record),
             "state": f"damaged: {'; '.join(problems)}" if problems else summary.get("state", ""),
-            "test RMSE (10⁻⁶ Å⁻²)": rmse, "baseline RMSE": base,
-            "NR misfit (decades)": (summary.get("agreement") or {}).get("median_decades"),
-            "fit χ²_red": summary.get("chi2_reduced") if record["kind"] == "fit" else None,
-            "size (MB)": round(summary["bytes"] / 1e6, 2) if summary.get("bytes") else None,
+            "rmse": rmse, "baseline": base,
+            "misfit": (summary.get("agreement") or {}).get("median_decades"),
+            "chi2": summary.get("chi2_reduced") if record["kind"] == "fit" else None,
+            "size": round(summary["bytes"] / 1e6, 2) if summary.get("bytes") else None,
             **owner,
         }
     except Exception as exc:  # noqa: BLE001 - isolation: whatever is wrong with it, it is one line
@@ -85,8 +88,28 @@ def _label(record: dict) -> str:
     return f"{record['name']} · {record['kind']} · {_when(record)}" + (" · damaged" if record.get("problems") else "")
 
 
-st.dataframe(pd.DataFrame([_row(r) for r in found]), hide_index=True, width="stretch")
+# Short column names with their units in the header's help: long ones were cut at 1400 px.
+COLUMNS = {
+    "name": st.column_config.TextColumn("name", width="medium"),
+    "kind": st.column_config.TextColumn("kind", width="small"),
+    "created": st.column_config.TextColumn("created", width="small"),
+    "rmse": st.column_config.NumberColumn("test RMSE", help="SLD RMSE on the held-out test set, 10⁻⁶ Å⁻²",
+                                          format="%.3g", width="small"),
+    "baseline": st.column_config.NumberColumn("baseline", format="%.3g", width="small",
+                                              help="RMSE of the mean training profile, 10⁻⁶ Å⁻²"),
+    "misfit": st.column_config.NumberColumn("NR misfit", format="%.3f", width="small",
+                                            help="Median |Δlog₁₀R| of an analysis, decades"),
+    "chi2": st.column_config.NumberColumn("fit χ²_red", format="%.3g", width="small"),
+    "size": st.column_config.NumberColumn("size (MB)", format="%.2f", width="small"),
+}
+table = st.dataframe(pd.DataFrame([_row(r) for r in found]), hide_index=True, width="stretch", column_config=COLUMNS,
+                     placeholder="", key="history_table", on_select="rerun", selection_mode="multi-row")
 by_id = {r["id"]: r for r in found}
+# Rows clicked in the table become the selection below (which can also be typed into).
+clicked = [found[i]["id"] for i in table.selection.rows if i < len(found)]
+if clicked != st.session_state.get("history_clicked"):
+    st.session_state["history_clicked"] = clicked
+    st.session_state["history_selected"] = clicked
 # A record deleted or filtered out must leave the selection, or the widget refuses the stale value.
 st.session_state["history_selected"] = [i for i in st.session_state.get("history_selected", []) if i in by_id]
 picked = st.multiselect("Select records", list(by_id), key="history_selected",
@@ -104,7 +127,12 @@ def _open(record: dict) -> None:
     try:
         if record["kind"] == "training":
             train_form.restore(TrainSpec.parse(params))  # every setting and the prior bounds
-            st.session_state[SELECTED] = record.get("run_id")
+            if record.get("run_id"):
+                st.session_state[SELECTED] = record["run_id"]
+            else:  # an import: no run of this server is its own, so the run list must not pick another one's
+                st.session_state.pop(SELECTED, None)
+                st.toast("Its settings are in the Train form. It was imported, so it has no run here: its "
+                         "results are shown on the History page.", icon=":material/info:")
             st.switch_page("app_pages/train.py")
         film_dict = params.get("film")
         if film_dict:
@@ -156,7 +184,7 @@ def _details(record: dict) -> None:
     new_name = c[1].text_input("New name", value=record["name"], max_chars=80, label_visibility="collapsed")
     if c[2].button("Rename"):
         try:
-            history.rename(user, record["id"], new_name)
+            records.rename_record(user, record["id"], new_name)  # a training run's own name too
             st.rerun()
         except ReflectError as exc:
             st.error(str(exc))
@@ -170,6 +198,9 @@ def _details(record: dict) -> None:
                                       standalone_html(figures_for(record, files_dir), record["name"])
                                       if BUNDLE_FIGURES in picked else None),
             file_name=f"{storage.file_stem(record['name'], record['id'])}.zip", mime="application/zip")
+    if record["kind"] == "training" and files_dir is not None and (files_dir / MODEL_FOLDER).is_dir():
+        with st.expander("Results", expanded=True):
+            render_results(files_dir)  # as the Train page shows them, imported runs included
     st.caption("Parameters")
     st.json(record["params"], expanded=False)
 
@@ -181,10 +212,12 @@ def _compare(chosen: list[dict]) -> None:
     else:
         metas = {r["name"]: records.model_meta(r) for r in trained}
         st.plotly_chart(overlay_losses([(name, meta.history) for name, meta in metas.items()]))
-        st.dataframe(pd.DataFrame([{"run": name, **{k: meta.metrics["model"][k] for k in ("rmse", "mae", "r2")},
-                                    "baseline RMSE": meta.metrics["baseline"]["rmse"],
-                                    "epochs": len(meta.history["train"]), "parameters": meta.parameters}
-                                   for name, meta in metas.items()]), hide_index=True)
+        st.dataframe(pd.DataFrame([{
+            "run": name, "test RMSE (10⁻⁶ Å⁻²)": meta.metrics["model"]["rmse"],
+            "test MAE (10⁻⁶ Å⁻²)": meta.metrics["model"]["mae"], "R²": meta.metrics["model"]["r2"],
+            "baseline RMSE (10⁻⁶ Å⁻²)": meta.metrics["baseline"]["rmse"],
+            "verdict": model_verdict(meta.metrics).level, "epochs run": len(meta.history["train"]),
+            "parameters": meta.parameters} for name, meta in metas.items()]), hide_index=True)
         shared = shared_test_curves(trained)
         if shared is None:
             st.caption("These runs have different test sets, so their profiles cannot be put side by side.")

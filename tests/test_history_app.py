@@ -130,3 +130,53 @@ def test_a_search_without_a_match_says_so_rather_than_nothing_here(app):
     assert not any("Nothing here yet" in m for m in messages)
     app.text_input[0].set_value("").run()
     assert not any("No record matches" in i.value for i in app.info)
+
+
+def test_a_selected_training_record_shows_its_results_and_the_comparison_has_units(app):
+    a, b = trained_record("first", 1), trained_record("second", 2)
+    app.run()
+    select(app, a)
+    assert any("Results on the held-out test set" in h.value for h in app.subheader)
+    assert any(e.label == "Results" for e in app.expander)
+    select(app, a, b)
+    columns = set(app.dataframe[-1].value.columns)
+    assert {"test RMSE (10⁻⁶ Å⁻²)", "R²", "baseline RMSE (10⁻⁶ Å⁻²)", "verdict", "epochs run"} <= columns
+
+
+def test_an_import_of_a_bundle_made_here_gets_a_name_of_its_own(app):
+    record = trained_record("shared run", 1)
+    bundle = build_bundle(record, record_dir(record), {"record.json", "model"}, None)
+    first = import_bundle(LOCAL_USER, "shared.zip", bundle, 50_000_000)
+    second = import_bundle(LOCAL_USER, "shared.zip", bundle, 50_000_000)
+    assert (first["name"], second["name"]) == ("shared run (2)", "shared run (3)")
+    long = history.add(LOCAL_USER, "film", "x" * 80, {"film": DEFAULT_FILM.to_dict()})
+    assert history.unique_name(LOCAL_USER, long["name"]) == "x" * 76 + " (2)"  # still within 80 characters
+
+
+def test_opening_an_imported_training_record_does_not_show_another_runs_results(app):
+    from reflect_core import jobs
+    from ui.job_monitor import SELECTED
+
+    record = trained_record("original", 1)
+    imported = import_bundle(LOCAL_USER, "o.zip", build_bundle(record, record_dir(record), {"record.json", "model"},
+                                                                None), 50_000_000)
+    app.session_state[SELECTED] = "someone-elses-run"
+    app.run()
+    select(app, imported)
+    next(b for b in app.button if b.label == "Open").click().run()
+    assert not app.exception, app.exception
+    assert SELECTED not in app.session_state or app.session_state[SELECTED] != "someone-elses-run"
+    assert any("It was imported" in t.value for t in app.toast)
+    assert jobs.list_runs() == []
+
+
+def test_a_rename_in_history_renames_the_run_on_the_train_page(app):
+    from reflect_core import jobs
+    from reflect_core.store import records
+
+    run_id, _ = records.submit_training(LOCAL_USER, TrainSpec.parse(
+        {"dataset": {**SIMPLE, "n": 100}, "model": {"layers": 1, "channels": 4, "hidden": 16},
+         "training": {"epochs": 1}}), "before")
+    record = history.find_by_run(LOCAL_USER, run_id)
+    records.rename_record(LOCAL_USER, record["id"], "after")
+    assert history.get(LOCAL_USER, record["id"])["name"] == "after" and jobs.get(run_id).name == "after"

@@ -13,9 +13,12 @@ from reflect_core.uploads import UploadError
 from .session import current_limits, rate_limit_per_minute
 
 DONE = "history_import_done"
+IMPORTED = "history_imported"  # the last import's message, shown after the rerun that lists it
 
 
 def render_import(user: User) -> None:
+    if done := st.session_state.pop(IMPORTED, None):
+        st.success(done)
     with st.expander("Import a bundle or JSON export"):
         upload = st.file_uploader(
             "Bundle (.zip from this app) or JSON (a record of this app, or a pyreflect-interface export)",
@@ -35,4 +38,5 @@ def render_import(user: User) -> None:
         except (UploadError, LimitError, rate_limit.RateLimitError) as exc:
             st.error(f"Not imported: {exc}")
             return
-        st.success(f"Imported as '{record['name']}' ({record['kind']}).")
+        st.session_state[IMPORTED] = f"Imported as '{record['name']}' ({record['kind']})."
+        st.rerun()  # the table above is drawn already: a rerun shows the new record in it

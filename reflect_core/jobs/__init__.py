@@ -46,6 +46,7 @@ from reflect_core.jobs.store import (  # noqa: F401
     is_current,
     new_run_id,
     pause,
+    rename,
     resume,
     retry,
     stop,

@@ -204,6 +204,15 @@ def retry(run_id: str, user: User = LOCAL_USER, limits: Limits | None = None) ->
         schedule(max_concurrent_jobs())
 
 
+def rename(run_id: str, name: str, user: User = LOCAL_USER) -> None:
+    """The run's shown name (the Train page's run list), in any state; the owner's or an admin's."""
+    with locked():
+        path = run_dir(run_id)
+        state = read_state(path)
+        check_owner(user, state["owner"], f"run {run_id}")
+        write_state(path, state, name=name)
+
+
 def delete(run_id: str, user: User = LOCAL_USER) -> None:
     """Remove a run that is not running, with all its files; a damaged run too (its owner's, as far
     as its state.json tells, or an admin's to remove)."""

@@ -21,6 +21,7 @@ record's ``problems``, so one damaged record never breaks a page, and can still 
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import secrets
@@ -313,6 +314,16 @@ def list_records(user: User, kind: str | None = None, search: str | None = None,
 def rename(user: User, record_id: str, new_name: str) -> dict:
     name = _clean_name(new_name)
     return _modify(user, record_id, lambda record: record.update(name=name))
+
+
+def unique_name(user: User, name: str) -> str:
+    """``name``, or ``name (2)``, ``(3)``… when the user already has a record of that name (an import of
+    a bundle made here would otherwise look exactly like its original everywhere)."""
+    taken = {r["name"] for r in list_records(user) if r["owner"] == user.name}
+    if name not in taken:
+        return name
+    candidates = (f"{name[:NAME_MAX - len(f' ({k})')]} ({k})" for k in itertools.count(2))
+    return next(c for c in candidates if c not in taken)
 
 
 def update(user: User, record_id: str, *, summary: dict | None = None, params: dict | None = None) -> dict:

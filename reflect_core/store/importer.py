@@ -54,7 +54,7 @@ def _name(given, filename: str, default: str) -> str:
 
 def _add(user: User, filename: str, kind: str, name: str, params: dict, summary: dict, files: str | None = None):
     try:
-        return history.add(user, kind, name, params, summary, files=files, run_id=None)
+        return history.add(user, kind, history.unique_name(user, name), params, summary, files=files, run_id=None)
     except (ValueError, RecursionError, history.HistoryError) as exc:  # InvalidInput is a ValueError
         raise UploadError(f"{filename}: {exc}") from None
 

@@ -107,6 +107,18 @@ def delete_run(user: User, run_id: str, hub=None) -> str | None:
     return _delete_hub_copy(hub, run_id)
 
 
+def rename_record(user: User, record_id: str, new_name: str) -> dict:
+    """Rename a history record and, for a training run of this server, the run itself, so that the
+    Train page's run list shows the same name. The record is renamed first: its name checks apply."""
+    record = history.rename(user, record_id, new_name)
+    if record.get("kind") == "training" and record.get("run_id"):
+        try:
+            jobs.rename(record["run_id"], record["name"], user)
+        except NotFound:  # the run was deleted, or came from another server: the record is what is left
+            pass
+    return record
+
+
 def record_dir(record: dict):
     return data_dir() / record["files"] if record.get("files") else None
 
