@@ -1,14 +1,23 @@
 """Entry point: page config, the deployment check, login, navigation and the shared sidebar."""
 
+import sys
+
 import streamlit as st
 
-from reflect_core.base.errors import ReflectError
-from reflect_core.physics.warmup import start_warmup
-from ui.persistence import render_persistence_notice, start_persistence
-from ui.session import load_deployment, require_user
-from ui.sidebar import render_engine_status
-
 st.set_page_config(page_title="Reflectometry ML", page_icon="🧲", layout="wide")
+# Said before the imports below: on a cold start they take seconds, and the browser would show only grey shapes.
+loading = st.empty()
+if "reflect_core.physics.warmup" not in sys.modules:  # the server's first run: nothing imported yet
+    loading.caption(":material/hourglass_top: Starting: loading the numerical libraries (a few seconds on the "
+                    "first visit after the server starts)…")
+
+from reflect_core.base.errors import ReflectError  # noqa: E402
+from reflect_core.physics.warmup import start_warmup  # noqa: E402
+from ui.persistence import render_persistence_notice, start_persistence  # noqa: E402
+from ui.session import load_deployment, require_user  # noqa: E402
+from ui.sidebar import render_engine_status  # noqa: E402
+
+loading.empty()
 start_warmup()  # numba kernels compile in a child process; pages use their numpy twins until they load
 start_persistence()  # restore saved work before the login file is read: it may bring back users who signed up
 try:

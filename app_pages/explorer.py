@@ -74,9 +74,9 @@ with st.expander("What this app does · start here", expanded=not st.session_sta
     c[2].markdown("**Analyse a measurement**: upload a curve, predict its profile with a network, then "
                   "refine it with a fit (with uncertainties).")
     c[0].page_link("app_pages/explorer.py", label="You are here", icon=":material/show_chart:", disabled=True)
-    c[1].page_link("app_pages/train.py", label="Train", icon=":material/model_training:")
-    c[2].page_link("app_pages/models.py", label="Upload and predict", icon=":material/deployed_code:")
-    c[2].page_link("app_pages/analyse.py", label="Fit", icon=":material/query_stats:")
+    c[1].page_link("app_pages/train.py", label="Go to training", icon=":material/model_training:")
+    c[2].page_link("app_pages/models.py", label="Upload a curve and predict", icon=":material/deployed_code:")
+    c[2].page_link("app_pages/analyse.py", label="Fit a film to it", icon=":material/query_stats:")
 st.session_state["explorer_seen"] = True  # open on the first visit of a session only
 
 # --- film sources: presets, upload, text --------------------------------------------------------

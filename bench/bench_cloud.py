@@ -118,7 +118,7 @@ def one_run(browser, root: Path, app: str, sessions: int, kernel_cache: str) -> 
         out["first_page_server_cpu_s"], out["first_page_children_cpu_s"] = own - cpu0, children
         out["rss_first_page_mb"] = status_mb(server.pid, "VmRSS")
         for name, marker in PAGES:
-            page.get_by_role("link", name=name).click()
+            page.get_by_role("link", name=name, exact=True).click()
             if marker:
                 page.get_by_text(marker).first.wait_for(timeout=120_000)
             else:

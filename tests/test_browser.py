@@ -127,6 +127,19 @@ def test_edit_a_layer_and_see_the_chart_update(server, browser):
     assert page.locator("[data-testid='stException']").count() == 0
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "explorer.png"), full_page=True)
+
+    # Undo takes the edit back; the edit is then made again.
+    page.get_by_role("button", name="Undo").click()
+    page.wait_for_function("() => document.querySelector('#glide-cell-4-3')?.innerText === '178.66'",
+                           timeout=30_000)
+    before = curve_signature(page)
+    edit_table_cell(page, row=3, column=4, value="121")
+    # (the cell shows a value as soon as it is typed; the chart only once the server has it)
+    page.wait_for_function(f"(before) => {{ const now = ({SIGNATURE_JS})(); return now !== null && now !== before; }}",
+                           arg=before, timeout=30_000)
+    # A browser refresh is a new session: the film comes back from the user's kept work.
+    page.reload(wait_until="domcontentloaded")
+    page.wait_for_function("() => document.querySelector('#glide-cell-4-3')?.innerText === '121'", timeout=60_000)
     page.close()
 
 
@@ -154,7 +167,7 @@ def test_train_a_tiny_model_and_see_its_results(server, browser, data_dir, monke
     page = browser.new_page(viewport={"width": 1500, "height": 2600})
     page.goto(server, wait_until="domcontentloaded")
     page.wait_for_selector(".js-plotly-plot", timeout=60_000)
-    page.get_by_role("link", name="Train").click()
+    page.get_by_role("link", name="Train", exact=True).click()
     page.wait_for_selector("text=Estimated training time", timeout=60_000)
     for label, value in (("Curves", 300), ("Epochs", 3), ("Conv layers", 2), ("Channels", 8), ("Dense width", 32)):
         fill_number(page, label, value)
@@ -246,7 +259,7 @@ def test_log_in_open_a_run_and_download_its_bundle(browser, tmp_path, monkeypatc
         page.get_by_role("textbox", name="Password").fill("alice-password-1")
         page.get_by_role("button", name="Login").click()
         page.wait_for_selector(".js-plotly-plot", timeout=60_000)
-        page.get_by_role("link", name="History").click()
+        page.get_by_role("link", name="History", exact=True).click()
         page.wait_for_selector("text=Select records", timeout=60_000)
         choose_in_multiselect(page, "Select records", re.compile("alice's first model"))
         page.wait_for_selector("text=Export as a bundle", timeout=30_000)

@@ -54,7 +54,7 @@ def test_submit_on_modal_pause_resume_complete(browser, tmp_path, monkeypatch): 
         page = browser.new_page(viewport={"width": 1500, "height": 2600})
         page.goto(url, wait_until="domcontentloaded")
         page.wait_for_selector(".js-plotly-plot", timeout=60_000)
-        page.get_by_role("link", name="Train").click()
+        page.get_by_role("link", name="Train", exact=True).click()
         page.wait_for_selector("text=Estimated training time", timeout=60_000)
         for label, value in (("Curves", 200), ("Epochs", 10), ("Conv layers", 1), ("Channels", 4),
                              ("Dense width", 16), ("Checkpoint every (epochs)", 1)):

@@ -180,3 +180,13 @@ def test_a_rename_in_history_renames_the_run_on_the_train_page(app):
     record = history.find_by_run(LOCAL_USER, run_id)
     records.rename_record(LOCAL_USER, record["id"], "after")
     assert history.get(LOCAL_USER, record["id"])["name"] == "after" and jobs.get(run_id).name == "after"
+
+
+def test_a_training_bundles_figures_hold_its_results_not_only_its_losses(app):
+    from reflect_core.viz.report import figures_for, standalone_html
+
+    record = trained_record("with results", 2)
+    figures = figures_for(record, record_dir(record))
+    assert set(figures) == {"loss_curves", "parity_test_set", "test_curve_1_profile", "test_curve_1_reflectivity"}
+    html = standalone_html(figures, record["name"])
+    assert html.count("plotly.js v") <= 2 and html.count("<h2>") == 4  # one embedded plotly.js for four figures

@@ -13,8 +13,9 @@ from reflect_core.analysis.measured import load_saved
 from reflect_core.base.errors import InvalidInput, ReflectError
 from reflect_core.base.storage import data_dir
 from reflect_core.data.generate import NR_FILE, SLD_FILE
-from reflect_core.formats.curves import q_grid
+from reflect_core.formats.curves import Curve, q_grid
 from reflect_core.jobs.runfiles import load_state
+from reflect_core.ml.evaluation import recomputed_nr
 from reflect_core.ml.meta import ModelLoadError, ModelMeta
 from reflect_core.ml.predict import predict
 from reflect_core.physics.film import film_from_dict
@@ -33,6 +34,7 @@ from reflect_core.store.records import MODEL_FOLDER, model_meta, record_dir
 from reflect_core.viz.figures import (
     EXPORT_TEMPLATE,
     loss_figure,
+    parity_figure,
     profile_comparison_figure,
     reflectivity_figure,
     sld_figure,
@@ -57,12 +59,31 @@ def film_figures(params: dict) -> dict[str, go.Figure]:
     return {"reflectivity": reflectivity_figure([(film.name or "film", q, r)]), "sld_profile": sld_figure(z, sld, isld)}
 
 
-def training_figures(run_dir: Path) -> dict[str, go.Figure]:
+RESULT_CURVES = 300  # test curves in the parity plot (as on the Train page)
+
+
+def training_figures(record: dict, run_dir: Path) -> dict[str, go.Figure]:
+    """The loss curves and, when the run's training arrays are at hand, its results on the held-out test
+    set: predicted vs true SLD (parity), and the first test curve's profile and recomputed NR."""
     try:
-        history = ModelMeta.read(Path(run_dir) / MODEL_FOLDER).history
+        meta = ModelMeta.read(Path(run_dir) / MODEL_FOLDER)
     except ModelLoadError:
         return {}  # not trained yet, or damaged: no figures rather than a broken page
-    return {"loss_curves": loss_figure(history["train"], history["val"])} if history else {}
+    figures = {"loss_curves": loss_figure(meta.history["train"], meta.history["val"])} if meta.history else {}
+    try:
+        shared = shared_test_curves([record])
+        nr = np.asarray(shared["nr"][:RESULT_CURVES])
+        sld_true = np.asarray(shared["sld"][:RESULT_CURVES, 1])
+        sld_pred = predict(Path(run_dir) / MODEL_FOLDER, nr)[:, 1]
+    except (ReflectError, OSError, ValueError, IndexError, KeyError):
+        return figures  # the arrays are not kept with this run (or a bundle without them): the losses only
+    r_pred = recomputed_nr(meta.z, sld_pred[:1], meta.q, meta.dq, meta.beam_from)[0]
+    figures["parity_test_set"] = parity_figure(sld_true, sld_pred)
+    figures["test_curve_1_profile"] = profile_comparison_figure(meta.z, [("ground truth", sld_true[0]),
+                                                                         ("predicted", sld_pred[0])])
+    figures["test_curve_1_reflectivity"] = reflectivity_figure(
+        [("recomputed from the predicted profile", meta.q, r_pred)], data=Curve(q=meta.q, r=nr[0, 1]))
+    return figures
 
 
 def analysis_figures(files_dir: Path) -> dict[str, go.Figure]:
@@ -89,7 +110,7 @@ def figures_for(record: dict, files_dir: Path | None) -> dict[str, go.Figure]:
     if record["kind"] == "film":
         return film_figures(record["params"])
     if record["kind"] == "training" and files_dir is not None:
-        return training_figures(files_dir)
+        return training_figures(record, files_dir)
     if record["kind"] == "analysis" and files_dir is not None:
         return analysis_figures(files_dir)
     if record["kind"] == "fit":
