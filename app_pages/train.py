@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import streamlit as st
 
 from reflect_core.accounts import rate_limit
@@ -61,6 +62,24 @@ def _generation_estimate(dataset: dict) -> float:
 def _training_estimate(model: dict, training: dict, n_train: int, n_q: int, n_z: int) -> float:
     # Timed in a child process: torch never loads into the server for an estimate.
     return training_seconds_apart(settings_from_dict(model), train_settings_from_dict(training), n_train, n_q, n_z)
+
+
+def _estimate_or_none(*args) -> float | None:
+    """The (cached) estimate kept with a local run, so that estimates can be checked against what runs take."""
+    try:
+        return _training_estimate(*args) if place["backend"] == "local" else None
+    except TrainingError:
+        return None
+
+
+def _estimate_spread() -> str:
+    """How far the estimates were off for the user's finished runs here (measured / estimated, per epoch)."""
+    ratios = records.estimate_ratios(user)
+    if len(ratios) < 2:
+        return " Estimates are timed on this machine; once two of your runs have finished here, their spread is shown."
+    low, mid, high = np.percentile(ratios, [0, 50, 100])
+    return (f" On your last {len(ratios)} finished runs here, training took {low:.2g}–{high:.2g}× the estimate per "
+            f"epoch (median {mid:.2g}×).")
 
 
 user, limits = current_user(), current_limits()
@@ -302,7 +321,8 @@ with st.form("submit_run", clear_on_submit=False, border=False):
             # The widgets are clamped to the limits; the job store checks the spec and the user's
             # active jobs again, once, under its lock (two tabs submitting at once cannot both pass).
             rate_limit.hit(user.name, "submit", rate_limit_per_minute("submit"))
-            run_id, _ = records.submit_training(user, spec, run_name.strip() or None, limits=limits)
+            run_id, _ = records.submit_training(user, spec, run_name.strip() or None, limits=limits,
+                                                estimate_s=_estimate_or_none(model, training, n_train, nq, n_profile))
             st.session_state[SELECTED] = run_id
         except ReflectError as exc:
             st.error(str(exc))
@@ -321,7 +341,7 @@ if spec is not None:
             with st.spinner("Timing this network on this machine (a few seconds, once per setting)…"):
                 train_s = _training_estimate(model, training, n_train, nq, n_profile)
             timing = (f"Estimated training time here: {train_s / 60:,.1f} min for {epochs} epochs (early stopping "
-                      "may end sooner).")
+                      "may end sooner)." + _estimate_spread())
         except TrainingError as exc:  # the timing process failed (memory, a timeout): training itself may still run
             train_s, timing = None, f"No training time estimate: {exc}."
         st.caption(f"Model: {params:,} parameters ({size / 1e6:,.1f} MB), counted from the settings. {timing}")

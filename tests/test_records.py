@@ -47,3 +47,26 @@ def test_a_deleted_run_keeps_its_record_until_the_record_is_deleted():
     assert records.refreshed(ALICE, history.get(ALICE, record["id"]))["id"] == record["id"]
     records.delete_record(ALICE, record["id"])  # the missing run is NotFound, not an error
     assert history.list_records(ALICE) == []
+
+
+def test_estimates_are_checked_against_what_finished_runs_took(monkeypatch):
+    import time
+
+    monkeypatch.setenv("REFLECT_MAX_CONCURRENT", "1")
+    spec = TrainSpec.parse({**TINY, "training": {"epochs": 2}})
+    estimated = [records.submit_training(ALICE, spec, f"run {i}", estimate_s=estimate)[0]
+                 for i, estimate in enumerate((1.0, 4.0))]
+    unestimated, _ = records.submit_training(ALICE, spec, "no estimate")
+    deadline = time.time() + 120
+    while time.time() < deadline and any(jobs.get(r).state != "completed" for r in [*estimated, unestimated]):
+        jobs.tick()
+        time.sleep(0.2)
+    ratios = records.estimate_ratios(ALICE)
+    assert len(ratios) == 2 and all(r > 0 for r in ratios)  # the run without an estimate is not counted
+    # Newest first; each is (measured seconds per epoch) / (estimated seconds per epoch), from the
+    # run's own model.json (tiny runs' timings are noise, so the check is the arithmetic, not the speed).
+    from reflect_core.ml.meta import ModelMeta
+
+    for ratio, (run_id, estimate) in zip(ratios, [(estimated[1], 4.0), (estimated[0], 1.0)]):
+        times = ModelMeta.read(jobs.get(run_id).run_dir / "model").history["time"]
+        assert ratio == pytest.approx((times[-1] / len(times)) / (estimate / 2))

@@ -17,8 +17,8 @@ def metrics(rmse, base=0.5):
 
 
 @pytest.mark.parametrize(("rmse", "level", "tone", "words"), [
-    (0.58, "useless", "error", "Worse than the baseline"),   # the run: 116 % of the baseline, R² −0.35
-    (0.5, "useless", "error", "do not use"),
+    (0.58, "useless", "warning", "Worse than the baseline"),   # the run: 116 % of the baseline, R² −0.35
+    (0.5, "useless", "warning", "do not use"),
     (0.35, "weak", "warning", "Barely better"),
     (0.2, "usable", "info", "Usable"),
     (0.13, "good", "success", "Good"),                       # the default recipe: 26 % of the baseline
@@ -51,7 +51,7 @@ def test_fit_verdicts_from_chi2_with_fitted_scale_and_background():
     close = fit_verdict(agreement(data, r_true * (1 + 0.1 * np.sin(np.arange(200) / 5))))  # 2 error bars off
     assert close.level == "close" and "refinement fit" in close.text
     far = fit_verdict(agreement(data, r_true * np.exp(np.sin(np.arange(200) / 3))))
-    assert far.level == "inconsistent" and far.tone == "error"
+    assert far.level == "inconsistent" and far.tone == "warning"
 
 
 def test_no_error_bars_means_no_verdict_on_consistency():

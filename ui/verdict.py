@@ -7,9 +7,10 @@ import streamlit as st
 
 from reflect_core.analysis.verdicts import Verdict
 
-ICONS = {"success": ":material/check_circle:", "info": ":material/info:", "warning": ":material/warning:",
-         "error": ":material/dangerous:"}
+ICONS = {"good": ":material/check_circle:", "consistent": ":material/check_circle:", "usable": ":material/info:",
+         "unknown": ":material/help:", "weak": ":material/warning:", "close": ":material/warning:",
+         "useless": ":material/dangerous:", "inconsistent": ":material/dangerous:"}
 
 
 def show_verdict(verdict: Verdict, where=st) -> None:
-    getattr(where, verdict.tone)(verdict.text, icon=ICONS[verdict.tone])
+    getattr(where, verdict.tone)(verdict.text, icon=ICONS[verdict.level])

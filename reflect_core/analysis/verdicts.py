@@ -31,9 +31,10 @@ class Verdict:
 
     @property
     def tone(self) -> str:
-        """How a page colours it: success, info, warning or error."""
-        return {"good": "success", "consistent": "success", "usable": "info", "close": "warning", "weak": "warning",
-                "unknown": "info"}.get(self.level, "error")
+        """How a page colours it: success, info or warning. A bad verdict is a warning, not an error: the
+        app did its work, the result is poor (red is kept for what failed)."""
+        return {"good": "success", "consistent": "success", "usable": "info", "unknown": "info"}.get(self.level,
+                                                                                                   "warning")
 
 
 def model_verdict(metrics: dict | None) -> Verdict:

@@ -73,6 +73,7 @@ class RunInfo:
     run_dir: Path
     compute_s: float | None = None  # seconds of the attempts that ended (None: a run from before it was kept)
     attempt_start: dict | None = None  # {"phase", "done"} the latest attempt started from
+    estimate_s: float | None = None  # the training time estimated at submission, for all its epochs
 
     def compute_seconds(self, now: float) -> float:
         """Seconds of work over every attempt (a resume does not start the count again)."""
@@ -125,6 +126,7 @@ def _info(path: Path, state: dict, queue_position: int | None) -> RunInfo:
         actions=tuple(action for action in ALLOWED_FROM if allows(action, state, path)),
         progress=Progress.from_dict(_read_object(path / PROGRESS)), run_dir=path,
         compute_s=state.get("compute_s"), attempt_start=state.get("attempt_start"),
+        estimate_s=state.get("estimate_s"),
     )
 
 

@@ -141,7 +141,7 @@ _FIELD_TYPES = {
 }
 # compute_s: seconds of the attempts that ended; attempt_start: the progress ({"phase", "done"}) the
 # latest attempt started from, so that its speed (and the time left) is measured on its own work.
-_OPTIONAL_FIELDS = {"compute_s": _OPTIONAL_NUMBER, "attempt_start": (dict, type(None)),
+_OPTIONAL_FIELDS = {"compute_s": _OPTIONAL_NUMBER, "attempt_start": (dict, type(None)), "estimate_s": _OPTIONAL_NUMBER,
                     "queued_at": _OPTIONAL_NUMBER, "polled_at": _OPTIONAL_NUMBER, "alive_at": _OPTIONAL_NUMBER,
                     "poll_error": _OPTIONAL_TEXT}
 

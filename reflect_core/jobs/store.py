@@ -116,11 +116,12 @@ def _check_limits(spec: TrainSpec, owner: str, limits: Limits | None) -> None:
 
 
 def submit(spec: TrainSpec, owner: str, name: str | None = None, run_id: str | None = None,
-           limits: Limits | None = None) -> str:
+           limits: Limits | None = None, estimate_s: float | None = None) -> str:
     """Queue a job; it starts at once when a slot is free. Returns the run id: ``run_id`` when
     given (an id the caller reserved with ``new_run_id``; refused if a run has it already).
     With ``limits`` (the owner's profile) the spec and the owner's active runs are checked
-    under the store's lock. Uploaded arrays must lie in the owner's own folder."""
+    under the store's lock. Uploaded arrays must lie in the owner's own folder. ``estimate_s``: the
+    training time the page estimated, kept to check estimates against what runs take."""
     if not isinstance(spec, TrainSpec):
         raise JobError(f"a job needs a TrainSpec (parse it at the boundary), got {type(spec).__name__}")
     if not isinstance(owner, str) or not owner:
@@ -145,6 +146,7 @@ def submit(spec: TrainSpec, owner: str, name: str | None = None, run_id: str | N
             "run_id": run_id, "owner": owner, "name": name, "state": "queued", "created": now,
             "queued_at": now, "started": None, "ended": None, "backend": spec.backend, "ref": None,
             "attempts": 0, "error": None, "result": None,
+            **({"estimate_s": float(estimate_s)} if estimate_s is not None else {}),
         })
         schedule(max_concurrent_jobs())
     return run_id

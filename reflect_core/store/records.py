@@ -14,8 +14,8 @@ import shutil
 from reflect_core import jobs
 from reflect_core.accounts.access import User
 from reflect_core.accounts.limits import Limits
-from reflect_core.base.errors import NotFound
-from reflect_core.base.storage import data_dir
+from reflect_core.base.errors import NotFound, ReflectError
+from reflect_core.base.storage import data_dir, read_json
 from reflect_core.ml.meta import ModelLoadError, ModelMeta
 from reflect_core.ml.spec import TrainSpec
 from reflect_core.store import history
@@ -26,7 +26,7 @@ MODEL_FOLDER = "model"  # a run's trained model, inside its run directory
 
 
 def submit_training(user: User, spec: TrainSpec, name: str | None = None,
-                    limits: Limits | None = None) -> tuple[str, dict]:
+                    limits: Limits | None = None, estimate_s: float | None = None) -> tuple[str, dict]:
     """Queue a training run and add its history record: (run id, record). The record is
     written first under a reserved run id, so a refused or failed submission leaves
     neither an orphan run nor a record pointing at nothing. ``limits`` (the user's profile)
@@ -34,11 +34,29 @@ def submit_training(user: User, spec: TrainSpec, name: str | None = None,
     run_id = jobs.new_run_id()
     record = history.add(user, "training", name or run_id, spec.to_dict(), files=f"runs/{run_id}", run_id=run_id)
     try:
-        jobs.submit(spec, user.name, name, run_id=run_id, limits=limits)
+        jobs.submit(spec, user.name, name, run_id=run_id, limits=limits, estimate_s=estimate_s)
     except BaseException:
         history.delete(user, record["id"])
         raise
     return run_id, record
+
+
+def estimate_ratios(user: User, newest: int = 10) -> list[float]:
+    """Measured / estimated training time per epoch of the user's last ``newest`` completed runs on this
+    machine that were estimated (per epoch: early stopping ends runs before their estimated epochs)."""
+    ratios = []
+    runs = sorted((r for r in jobs.runs_for(user) if r.state == "completed" and r.backend == "local"
+                   and r.estimate_s and r.owner == user.name), key=lambda r: r.created, reverse=True)
+    for run in runs[:newest]:
+        try:
+            meta = ModelMeta.read(run.run_dir / MODEL_FOLDER)
+            spec = TrainSpec.parse(read_json(run.run_dir / jobs.SPEC))
+        except (ModelLoadError, ReflectError):
+            continue
+        times = (meta.history or {}).get("time") or []
+        if times and spec.training.epochs:
+            ratios.append((times[-1] / len(times)) / (run.estimate_s / spec.training.epochs))
+    return ratios
 
 
 def training_summary(run: jobs.RunInfo) -> dict:
