@@ -207,9 +207,15 @@ with uploads_tab:
         except (ReflectError, OSError) as exc:
             st.error(f"Not kept: {exc}")
     readable = {}  # name → Curve, for the Predict tab
-    for curve_name in user_curves.curves(user):
+    names = user_curves.curves(user)
+    previews = bool(names) and st.toggle("Show each curve", key="curve_previews",
+                                         help="A small chart of each curve (R vs Q with its error bars).")
+    for curve_name in names:
         if (curve := curve_row(curve_name)) is not None:
             readable[curve_name] = curve
+            if previews:
+                st.plotly_chart(reflectivity_figure([], data=curve).update_layout(height=260),
+                                key=f"preview_{curve_name}")
 
     st.subheader("Models")
     c = st.columns(2)

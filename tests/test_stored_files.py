@@ -372,3 +372,29 @@ def test_a_model_over_the_quota_is_refused_and_nothing_is_kept():
     record = user_files.add_model_zip(ALICE, "model.zip", data, LIMIT,
                                       limits=dataclasses.replace(SHARED, storage_bytes=2 * unpacked))
     assert user_files.model_records(ALICE)[0][0]["id"] == record["id"]
+
+
+def test_measured_curves_can_be_previewed_on_the_models_page(tmp_path, monkeypatch):
+    import json
+
+    import numpy as np
+    from conftest import ROOT
+    from streamlit.testing.v1 import AppTest
+
+    from reflect_core.accounts.access import LOCAL_USER
+    from reflect_core.formats.curves import csv_text
+    from reflect_core.store import user_curves
+
+    monkeypatch.setenv("REFLECT_DATA_DIR", str(tmp_path))
+    q = np.geomspace(0.01, 0.2, 40)
+    user_curves.save_curve(LOCAL_USER, "mine.txt", csv_text(["Q", "R", "dR"], [q, 1e-4 / q, 1e-5 / q]).encode())
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.run()
+    at.switch_page("app_pages/models.py").run()
+    before = len(at.get("plotly_chart"))
+    at.toggle(key="curve_previews").set_value(True).run()
+    assert not at.exception, at.exception
+    charts = at.get("plotly_chart")
+    assert len(charts) == before + 1
+    preview = json.loads(charts[before].proto.spec)
+    assert preview["data"][0]["name"] == "data" and preview["layout"]["xaxis"]["title"]["text"] == "Q (Å⁻¹)"

@@ -123,7 +123,7 @@ def render_run(run: jobs.RunInfo, user: User) -> None:
     _progress(run)
     _controls(run, user)
     p = run.progress
-    if p.train_loss:
+    if p.train_loss and run.state != "completed":  # a completed run's results below draw its losses
         st.plotly_chart(loss_figure(p.train_loss, p.val_loss), key=f"loss_{run.run_id}")
     if p.log_tail:
         st.code("\n".join(p.log_tail[-12:]), language=None)
