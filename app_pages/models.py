@@ -310,8 +310,8 @@ with predict_tab:
         st.caption(f"Q range: {note}.")
     fit = result.agreement
     c = st.columns(5)
-    c[0].metric("Median |Δ log₁₀ R| (decades)", f"{fit['median_decades']:.3f}" if fit["median_decades"] is not None
-                else "n/a", help="Over the points with R > 0, both floored at 1e-10.")
+    c[0].metric("Misfit (decades)", f"{fit['median_decades']:.3f}" if fit["median_decades"] is not None
+                else "n/a", help="Median |Δ log₁₀ R| over the points with R > 0, both floored at 1e-10.")
     c[1].metric("Reduced χ²", f"{fit['chi2_reduced']:.3g}" if fit["chi2_reduced"] is not None else "no dR column",
                 help="No fitted scale or background: far above 1 means the profile does not explain the data.")
     scaled = fit.get("chi2_reduced_scaled")
