@@ -8,7 +8,7 @@ import streamlit as st
 from reflect_core.accounts import rate_limit
 from reflect_core.base.errors import ReflectError
 from reflect_core.data.generate import MAX_COUNTS, MAX_PROFILE_POINTS, DatasetError, dataset_from_dict
-from reflect_core.formats.curves import matching_grid
+from reflect_core.formats.curves import matching_grid, noise_level
 from reflect_core.jobs import backends
 from reflect_core.ml import costs
 from reflect_core.ml.estimates import dataset_bytes, generation_seconds, model_size, training_seconds_apart
@@ -109,7 +109,8 @@ def _match_curve(name: str) -> None:
     """Button callback: the Q settings below take the measured curve's range and resolution
     (the stored curve as its upload check parsed it: Q and dQ FWHM in Å⁻¹)."""
     try:
-        grid = matching_grid(user_curves.load_curve(user, name))
+        curve = user_curves.load_curve(user, name)
+        grid = matching_grid(curve)
     except (ReflectError, OSError) as exc:
         st.session_state["train_match_error"] = str(exc)
         return
@@ -120,6 +121,17 @@ def _match_curve(name: str) -> None:
     for key, shared_name, value in settings:
         st.session_state[key] = value
         keep(shared_name, value)
+    level = noise_level(curve)
+    if level is not None:  # train on curves as noisy as this one, with its background floor
+        for key, value in (("train_noise", True), ("train_counts", min(max(level["counts_at_unity"], 1.0), MAX_COUNTS)),
+                           ("train_bkg", min(level["background"], 1.0))):
+            st.session_state[key] = value
+            keep(key, value)
+        low, high = level["counts_spread"]
+        st.session_state["train_match_note"] = (
+            f"Counting noise from its dR: N₀ ≈ {level['counts_at_unity']:.2g} counts at R = 1 (median of R/dR²; "
+            f"its points range {low:.2g}–{high:.2g}, as angles of different intensity do); background "
+            f"{level['background']:.2g} (the median R of its highest-Q tenth).")
 
 
 def render_curve_matcher() -> None:
@@ -131,15 +143,18 @@ def render_curve_matcher() -> None:
                        placeholder="upload a measured curve on 'Models and data' first",
                        help="Sets Q min, Q max, the number of Q points and dQ/Q from a measured curve, so that "
                             "the model reads it without extrapolating.")
-        c[1].button("Use its Q range and resolution", disabled=True)
+        c[1].button("Use its Q range, resolution and noise", disabled=True)
         return
     name = c[0].selectbox("Match a measured curve (optional)", names, index=None,
                           placeholder="one of your uploaded curves",
                           help="Sets Q min, Q max, the number of Q points and dQ/Q (from its dQ column, if it has "
-                               "one) so that the model covers the curve without extrapolating.")
-    c[1].button("Use its Q range and resolution", disabled=name is None, on_click=_match_curve, args=(name,))
+                               "one) so that the model covers the curve without extrapolating, and, from its dR "
+                               "column, counting noise and a background like the curve's.")
+    c[1].button("Use its Q range, resolution and noise", disabled=name is None, on_click=_match_curve, args=(name,))
     if error := st.session_state.pop("train_match_error", None):
         st.error(error)
+    if note := st.session_state.pop("train_match_note", None):
+        st.info(note, icon=":material/info:")
 
 
 def generated_dataset():

@@ -160,12 +160,33 @@ def test_match_a_measured_curve_sets_q_range_and_resolution(app):
     app.run()
     [matcher] = [s for s in app.selectbox if s.label.startswith("Match a measured curve")]
     matcher.set_value("run212592.txt").run()
-    next(b for b in app.button if b.label == "Use its Q range and resolution").click().run()
+    next(b for b in app.button if b.label == "Use its Q range, resolution and noise").click().run()
     assert not app.exception, app.exception
     assert app.number_input(key="train_qmin").value == pytest.approx(0.00835, rel=1e-9)
     assert app.number_input(key="train_qmax").value == pytest.approx(0.269, rel=1e-9)
     assert app.number_input(key="train_nq").value == 120
     assert app.number_input(key="train_dq").value == pytest.approx(2.8, rel=1e-9)
+    # dR = R/10 everywhere: N₀ = median(R/dR²) = median(100/R); the background is the last tenth's median R.
+    r = 1e-4 / q
+    assert app.toggle(key="train_noise").value
+    assert app.number_input(key="train_counts").value == pytest.approx(np.median(100 / r), rel=1e-9)
+    assert app.number_input(key="train_bkg").value == pytest.approx(np.median(r[-12:]), rel=1e-9)
+    assert any("Counting noise from its dR" in i.value for i in app.info)
+
+
+def test_match_the_real_measurement_sets_its_background_floor(app, shared_data_path):
+    from reflect_core.accounts.access import LOCAL_USER
+    from reflect_core.store import user_curves
+
+    user_curves.save_curve(LOCAL_USER, "REFL_212592.txt", shared_data_path.read_bytes())
+    app.run()
+    [matcher] = [s for s in app.selectbox if s.label.startswith("Match a measured curve")]
+    matcher.set_value("REFL_212592.txt").run()
+    next(b for b in app.button if b.label == "Use its Q range, resolution and noise").click().run()
+    assert not app.exception, app.exception
+    # Its high-Q floor is ~1e-6 (9.1e-7: the median R above 0.18 Å⁻¹), its counting level ~1e6 at R = 1.
+    assert 5e-7 < app.number_input(key="train_bkg").value < 2e-6
+    assert 3e5 < app.number_input(key="train_counts").value < 3e6
 
 
 def test_widgets_carry_the_limits_and_the_physical_bounds(app):

@@ -165,6 +165,28 @@ def matching_grid(curve: Curve) -> dict:
     return {"qmin": float(q[0]), "qmax": float(q[-1]), "nq": int(max(q.size, 2)), "dq": dq}
 
 
+FLOOR_FRACTION = 0.1  # the highest-Q tenth of a curve (at least 5 points) is its background floor
+
+
+def noise_level(curve: Curve) -> dict | None:
+    """The counting level and background of a measured curve, for synthetic data like it (None without
+    dR). Counting statistics give dR² = (R + b)/N₀ for N₀ counts at R = 1, so N₀ ≈ median(R/dR²) over
+    the points with R, dR > 0 (one number: real data mix angles of different intensity, whose spread
+    the caller may show); the background b is the median R of the highest-Q tenth, the floor a
+    reflectivity curve falls onto, 0 when that is not positive (over-subtracted data)."""
+    if curve.dr is None or curve.r is None:
+        return None
+    curve = curve.sorted()
+    usable = (curve.r > 0) & (curve.dr > 0)
+    if usable.sum() < 5:
+        return None
+    counts = curve.r[usable] / curve.dr[usable] ** 2
+    tail = curve.r[-max(5, int(FLOOR_FRACTION * curve.r.size)):]
+    return {"counts_at_unity": float(np.median(counts)), "counts_spread": (float(np.percentile(counts, 10)),
+                                                                           float(np.percentile(counts, 90))),
+            "background": max(float(np.median(tail)), 0.0)}
+
+
 def q_grid(qmin: float, qmax: float, n: int, spacing: str = "log") -> np.ndarray:
     """Q values in Å⁻¹; the default synthetic grid is pyreflect's (``physics.simulate.PYREFLECT_Q*``)."""
     if not (np.isfinite(qmin) and np.isfinite(qmax)) or qmin <= 0 or qmax <= qmin:
