@@ -1,5 +1,5 @@
 """Runs one corpus file through its route as the pages do (check, keep, then render the page
-that shows it) in a forked child process, and measures what it cost.
+that shows it) in a child process forked from a clean fork server, and measures what it cost.
 
 The child resets its peak-RSS counter (``/proc/self/clear_refs``, 5) right after the fork, so
 ``peak_mb`` is the memory this one file made the process take on top of what it already had.
@@ -136,8 +136,18 @@ def _child(case: corpus.Case, data_dir: str, answer) -> None:
     answer.send((status, message, seconds, peak_mb, render_error))
 
 
+def _context():
+    """Children come from a fork server started before anything ran in this process: a plain fork of
+    the test process fails once an earlier test has run numba's parallel kernels ("fork() called from
+    a process already using GNU OpenMP"); the server preloads the app's modules, so a child starts
+    as fast as a fork."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["hostile_runner", "reflect_core.uploads", "streamlit.testing.v1"])
+    return context
+
+
 def run(case: corpus.Case, data_dir: Path) -> Outcome:
-    context = multiprocessing.get_context("fork")
+    context = _context()
     receive, send = context.Pipe(duplex=False)
     child = context.Process(target=_child, args=(case, str(data_dir), send))
     child.start()
