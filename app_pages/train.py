@@ -6,6 +6,7 @@ import numpy as np
 import streamlit as st
 
 from reflect_core.accounts import rate_limit
+from reflect_core.accounts.access import User
 from reflect_core.base.errors import ReflectError
 from reflect_core.data.generate import MAX_COUNTS, MAX_PROFILE_POINTS, DatasetError, dataset_from_dict
 from reflect_core.formats.curves import matching_grid, noise_level
@@ -72,9 +73,15 @@ def _estimate_or_none(*args) -> float | None:
         return None
 
 
+@st.cache_data(show_spinner=False, ttl=60, max_entries=64)
+def _estimate_ratios(user_name: str, role: str) -> list[float]:
+    # Reads every finished run's files: once a minute per user, not on every rerun of this page.
+    return records.estimate_ratios(User(user_name, role))
+
+
 def _estimate_spread() -> str:
     """How far the estimates were off for the user's finished runs here (measured / estimated, per epoch)."""
-    ratios = records.estimate_ratios(user)
+    ratios = _estimate_ratios(user.name, user.role)
     if len(ratios) < 2:
         return " Estimates are timed on this machine; once two of your runs have finished here, their spread is shown."
     low, mid, high = np.percentile(ratios, [0, 50, 100])

@@ -18,6 +18,7 @@ from ui.verdict import show_verdict
 
 KEY = "explorer_overlay"
 _PARSED = "explorer_overlay_parsed"  # {name: Curve}: each stored file is read once per session
+_LABELS = "explorer_overlay_labels"  # {name: label}: read once per session, not on every edit
 
 
 def choose_overlay(user: User) -> Curve | None:
@@ -31,7 +32,7 @@ def choose_overlay(user: User) -> Curve | None:
         keep(KEY, None)
     name = keep(KEY, st.selectbox("Overlay a measured curve", names, index=None, key=seed(KEY, None),
                                   placeholder="none: the film alone",
-                                  format_func=lambda n: user_curves.curve_label(user, n),
+                                  format_func=lambda n: _label(user, n),
                                   help="Its points with error bars on the chart, and how well this film explains "
                                        "them (χ² at the data's own Q points and resolution)."))
     if name is None:
@@ -44,6 +45,13 @@ def choose_overlay(user: User) -> Curve | None:
             st.error(f"{name} cannot be overlaid: {exc}")
             return None
     return parsed[name]
+
+
+def _label(user: User, name: str) -> str:
+    labels = st.session_state.setdefault(_LABELS, {})
+    if name not in labels:
+        labels[name] = user_curves.curve_label(user, name)
+    return labels[name]
 
 
 def render_agreement(film: Film, curve: Curve, dq: float, scale: float, background: float) -> None:
