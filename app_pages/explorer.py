@@ -121,13 +121,166 @@ with st.expander("Build from text · materials and SLD calculator", expanded=Fal
     materials_panel("explorer_materials")
 
 
+INSTRUMENT = {  # key: (default, low, high); bounds from physics.simulate
+    "qmin": (PYREFLECT_QMIN, 0.0, MAX_Q), "qmax": (PYREFLECT_QMAX, 0.0, MAX_Q), "nq": (PYREFLECT_NQ, 2, MAX_Q_POINTS),
+    "dq_percent": (100 * PYREFLECT_DQ, 0.0, 100 * MAX_DQ), "background": (0.0, 0.0, MAX_BACKGROUND),
+    "scale": (1.0, 0.0, MAX_SCALE),
+}
+
+
+def instrument_values() -> dict:
+    """The Q grid and instrument settings as the inputs below hold them (seeded on a first visit):
+    read before those inputs are drawn, so the charts can be computed and sent first."""
+    for key, (default, low, high) in INSTRUMENT.items():
+        bounded(key, default, low, high)
+    seed("spacing", "log")
+    seed("graded", False)
+    return {key: keep(key, st.session_state[key]) for key in (*INSTRUMENT, "spacing", "graded")}
+
+
+def instrument_inputs() -> None:
+    with st.expander("Q range, resolution, background and scale", expanded=True):
+        c = st.columns(4)
+        c[0].number_input("Q min (Å⁻¹)", key="qmin", min_value=0.0, max_value=MAX_Q, format="%.4f", step=0.001)
+        c[1].number_input("Q max (Å⁻¹)", key="qmax", min_value=0.0, max_value=MAX_Q, format="%.4f", step=0.01,
+                          help=f"At most {MAX_Q:g} Å⁻¹: NR is not measured past ~1.")
+        c[2].number_input("Points", key="nq", min_value=2, max_value=MAX_Q_POINTS, step=1)
+        c[3].selectbox("Spacing", ["log", "linear"], key="spacing")
+        c = st.columns(4)
+        c[0].number_input(
+            "dQ/Q (FWHM, %)", key="dq_percent", min_value=0.0, max_value=100 * MAX_DQ, format="%.4f", step=0.5,
+            help="Gaussian resolution, FWHM as a percentage of Q. pyreflect's default is 2.94855 %. 0 = no smearing.",
+        )
+        c[1].number_input("Background (R units)", key="background", min_value=0.0, max_value=MAX_BACKGROUND,
+                          format="%.2e", step=1e-7, help="Constant added to R after smearing.")
+        c[2].number_input("Scale", key="scale", min_value=0.0, max_value=MAX_SCALE, format="%.4f", step=0.01)
+        st.toggle(
+            "Also show R computed from the SLD profile (graded interfaces)", key="graded",
+            help="Névot–Croce roughness (the slab model) and the graded erf profile agree for small roughness; "
+            "for rough interfaces they differ physically. This draws both.",
+        )
+
+
+def compute(values: dict) -> dict | None:
+    """The curves of the edited film, kept as the last good result; None (with the reasons shown)
+    when an input is bad."""
+    problems = []
+    try:
+        film = film_editor.current_film()
+        check_film(film, limits)  # a film opened from history or restored can have more layers than allowed
+    except (FilmError, LimitError) as exc:
+        film = None
+        problems.append(f"Film: {exc}")
+    try:
+        q = q_grid(values["qmin"], values["qmax"], values["nq"], values["spacing"])
+        settings = CurveSettings(dq=values["dq_percent"] / 100.0, scale=values["scale"],
+                                 background=values["background"])
+        if film is not None:  # refused here, before anything the size of the request is allocated
+            check_curve_request(film, q, settings)
+    except ValueError as exc:  # InvalidInput is one
+        problems.append(f"Q grid or instrument: {exc}")
+    for problem in problems:
+        st.error(problem, icon="⚠️")
+    if problems:
+        return None
+    graded = values["graded"]
+    if graded:
+        try:
+            check_curve_request(film, q, settings, graded=True)
+        except ValueError as exc:
+            graded = False
+            st.warning(f"Graded curve not drawn: {exc}")
+    r = film_reflectivity(film, q, settings)
+    z, sld, isld = film_profile(film)
+    curves = [("slab model (Névot–Croce)", q, r)]
+    if graded:
+        curves.append(("graded SLD profile", q, graded_reflectivity(film, q, settings)))
+    return dict(film=film, q=q, r=r, z=z, sld=sld, isld=isld, curves=curves,
+                instrument=dict(dq=settings.dq, background=values["background"], scale=values["scale"]))
+
+
+def draw(last: dict, values: dict) -> None:
+    row = st.container(horizontal=True, vertical_alignment="center")
+    if remembered("plot") not in PLOTS:  # a kept value from an older version
+        keep("plot", "R")
+    plot = keep("plot", row.radio("Plot", list(PLOTS), key=seed("plot", "R"), horizontal=True,
+                                   format_func=PLOTS.get, label_visibility="collapsed",
+                                   help="R·Q⁴ and R/R_F remove the Fresnel decay; R_F is the bare backing's "
+                                        "reflectivity (no film, sharp) with the same resolution."))
+    log_q = keep("log_q", row.toggle("log Q", key=seed("log_q", False), help="A logarithmic Q axis."))
+    q_c = critical_q(last["film"])
+    row.caption(f"Critical edge Q_c = **{q_c:.4g} Å⁻¹** (4√(πΔρ), the backing against the incident medium)"
+                if q_c is not None else "No critical edge: the backing's SLD is not above the incident medium's.",
+                width="content")
+    measured = choose_overlay(current_user())
+    left, right = st.columns(2)
+    film_now = last["film"]
+    left.plotly_chart(reflectivity_figure(
+        last["curves"], rq4=plot == "RQ4", log_q=log_q, q_c=q_c, data=measured,
+        fresnel=(lambda q: fresnel_reflectivity(film_now, q, last["instrument"]["dq"])) if plot == "RF" else None),
+        key="explorer_reflectivity")
+    right.plotly_chart(sld_figure(last["z"], last["sld"], last["isld"]), key="explorer_sld")
+    if measured is not None:
+        render_agreement(last["film"], measured, **last["instrument"])
+    # Under the charts: what the slab model approximates here (not the first thing a newcomer reads).
+    warnings = roughness_warnings(last["film"])
+    if warnings:
+        text = (
+            "Névot–Croce roughness is approximate where roughness exceeds 20 Å or a third of an adjacent layer: "
+            + ", ".join(warnings) + "."
+        )
+        if len(last["curves"]) > 1:
+            r_nc, r_gr = last["curves"][0][2], last["curves"][1][2]
+            worst = float(np.max(np.abs(np.log10(r_gr / r_nc))))
+            text += f" Here the graded-profile curve differs by up to {worst:.2f} decades."
+        else:
+            text += " Turn on 'Also show R computed from the SLD profile' to see the difference."
+        st.info(text, icon=":material/info:")
+    downloads(last, values)
+
+
+def downloads(last: dict, values: dict) -> None:
+    # Content-wide buttons in a row that wraps: in fixed columns, narrow screens cut every label to "Download …".
+    row = st.container(horizontal=True)
+    # The files are made when a button is pressed (callables): formatting them on every edit cost ~7 % of it.
+    row.download_button("Download curve (CSV: Q,R)",
+                        lambda last=last: curve_csv(last["film"], last["q"], last["r"], **last["instrument"]),
+                        file_name="curve.csv", mime="text/csv", help="With the film and resolution as # lines.")
+    row.download_button("Download profile (CSV: z,sld,isld)",
+                        lambda last=last: profile_csv(last["film"], last["z"], last["sld"], last["isld"]),
+                        file_name="profile.csv", mime="text/csv", help="With the film as # lines.")
+    row.download_button("Download film (JSON)", last["film"].to_json, file_name="film.json", mime="application/json")
+    with row.popover("Save to history"):
+        if st.session_state.get("save_film_seed") != last["film"].name:  # a newly loaded film brings its own name
+            st.session_state["save_film_seed"] = last["film"].name
+            st.session_state["save_film_name"] = (last["film"].name or "my film")[:80]
+        name = st.text_input("Name", max_chars=80, key="save_film_name")
+        if st.button("Save", key="save_film"):
+            try:
+                params = {"film": last["film"].to_dict(), "qmin": values["qmin"], "qmax": values["qmax"],
+                          "nq": int(values["nq"]), "spacing": values["spacing"], "dq": values["dq_percent"] / 100,
+                          "background": values["background"], "scale": values["scale"]}
+                history.add(current_user(), "film", name, params)
+                st.success(f"Saved '{name.strip()}' to your history.")
+            except (ValueError, history.HistoryError) as exc:
+                st.error(str(exc))
+
+
 @st.fragment
 def film_and_curves() -> None:
-    """The table, the instrument and the charts: an edit reruns only this (the sidebar, the login and
-    the film sources above stay as they are), which halves the server's work per keystroke."""
-    # Charts go at the top so they stay in view while editing; they are filled at the end.
-    charts = st.container()
-    # --- the stack -----------------------------------------------------------------------------------
+    """The charts, the tuner, the table and the instrument: an edit reruns only this (the sidebar, the
+    login and the film sources above stay as they are). The curves are computed from the inputs'
+    values and sent first, so the browser redraws them while the inputs below are still being sent."""
+    values = instrument_values()
+    result = compute(values)
+    if result is not None:
+        st.session_state[LAST_GOOD] = result
+    last = st.session_state.get(LAST_GOOD)
+    if last is not None:
+        if result is None:
+            st.warning("Showing the last valid curve until the input below is fixed.")
+        draw(last, values)
+    film_editor.render_layer_tuner()
     beam = st.radio(
         "Neutrons arrive from",
         ["ambient", "substrate"],
@@ -138,142 +291,9 @@ def film_and_curves() -> None:
     )
     keep(film_editor.BEAM, beam)
     film_editor.render_layer_editor(max_layers=limits.film_layers)
-
-    # --- Q grid and instrument -------------------------------------------------------------------------
-    with st.expander("Q range, resolution, background and scale", expanded=True):
-        c = st.columns(4)
-        # Bounds: physics.simulate (Q ≤ 2 Å⁻¹, 20,000 points, dQ/Q ≤ 50 %, scale ≤ 100, background ≤ 1).
-        qmin = keep("qmin", c[0].number_input("Q min (Å⁻¹)", key=bounded("qmin", PYREFLECT_QMIN, 0.0, MAX_Q),
-                                              min_value=0.0, max_value=MAX_Q, format="%.4f", step=0.001))
-        qmax = keep("qmax", c[1].number_input("Q max (Å⁻¹)", key=bounded("qmax", PYREFLECT_QMAX, 0.0, MAX_Q),
-                                              min_value=0.0, max_value=MAX_Q, format="%.4f", step=0.01,
-                                              help=f"At most {MAX_Q:g} Å⁻¹: NR is not measured past ~1."))
-        nq = keep("nq", c[2].number_input("Points", key=bounded("nq", PYREFLECT_NQ, 2, MAX_Q_POINTS), min_value=2,
-                                          max_value=MAX_Q_POINTS, step=1))
-        spacing = keep("spacing", c[3].selectbox("Spacing", ["log", "linear"], key=seed("spacing", "log")))
-        c = st.columns(4)
-        dq_percent = keep("dq_percent", c[0].number_input(
-            "dQ/Q (FWHM, %)", key=bounded("dq_percent", 100 * PYREFLECT_DQ, 0.0, 100 * MAX_DQ), min_value=0.0,
-            max_value=100 * MAX_DQ, format="%.4f", step=0.5,
-            help="Gaussian resolution, FWHM as a percentage of Q. pyreflect's default is 2.94855 %. 0 = no smearing.",
-        ))
-        background = keep("background", c[1].number_input(
-            "Background (R units)", key=bounded("background", 0.0, 0.0, MAX_BACKGROUND), min_value=0.0,
-            max_value=MAX_BACKGROUND, format="%.2e", step=1e-7,
-            help="Constant added to R after smearing.",
-        ))
-        scale = keep("scale", c[2].number_input("Scale", key=bounded("scale", 1.0, 0.0, MAX_SCALE), min_value=0.0,
-                                                max_value=MAX_SCALE, format="%.4f", step=0.01))
-        graded = keep("graded", st.toggle(
-            "Also show R computed from the SLD profile (graded interfaces)", key=seed("graded", False),
-            help="Névot–Croce roughness (the slab model) and the graded erf profile agree for small roughness; "
-            "for rough interfaces they differ physically. This draws both.",
-        ))
-
-    # --- compute: keep the last good result when an input is bad ----------------------------------------
-    problems = []
-    try:
-        film = film_editor.current_film()
-        check_film(film, limits)  # a film opened from history or restored can have more layers than allowed
-    except (FilmError, LimitError) as exc:
-        film = None
-        problems.append(f"Film: {exc}")
-    try:
-        q = q_grid(qmin, qmax, nq, spacing)
-        settings = CurveSettings(dq=dq_percent / 100.0, scale=scale, background=background)
-        if film is not None:  # refused here, before anything the size of the request is allocated
-            check_curve_request(film, q, settings)
-    except ValueError as exc:  # InvalidInput is one
-        problems.append(f"Q grid or instrument: {exc}")
-    if graded and not problems:
-        try:
-            check_curve_request(film, q, settings, graded=True)
-        except ValueError as exc:
-            graded = False
-            st.warning(f"Graded curve not drawn: {exc}")
-
-    if not problems:
-        r = film_reflectivity(film, q, settings)
-        z, sld, isld = film_profile(film)
-        curves = [("slab model (Névot–Croce)", q, r)]
-        if graded:
-            r_graded = graded_reflectivity(film, q, settings)
-            curves.append(("graded SLD profile", q, r_graded))
-        workspace.keep_explorer(film)  # written only when something changed
-        st.session_state[LAST_GOOD] = dict(film=film, q=q, r=r, z=z, sld=sld, isld=isld, curves=curves,
-                                           instrument=dict(dq=settings.dq, background=background, scale=scale))
-    else:
-        for problem in problems:
-            st.error(problem, icon="⚠️")
-
-    last = st.session_state.get(LAST_GOOD)
-    if last is None:
-        st.stop()
-    if problems:
-        charts.warning("Showing the last valid curve until the input below is fixed.")
-
-    with charts:
-        row = st.container(horizontal=True, vertical_alignment="center")
-        if remembered("plot") not in PLOTS:  # a kept value from an older version
-            keep("plot", "R")
-        plot = keep("plot", row.radio("Plot", list(PLOTS), key=seed("plot", "R"), horizontal=True,
-                                       format_func=PLOTS.get, label_visibility="collapsed",
-                                       help="R·Q⁴ and R/R_F remove the Fresnel decay; R_F is the bare backing's "
-                                            "reflectivity (no film, sharp) with the same resolution."))
-        log_q = keep("log_q", row.toggle("log Q", key=seed("log_q", False), help="A logarithmic Q axis."))
-        q_c = critical_q(last["film"])
-        row.caption(f"Critical edge Q_c = **{q_c:.4g} Å⁻¹** (4√(πΔρ), the backing against the incident medium)"
-                     if q_c is not None else "No critical edge: the backing's SLD is not above the incident medium's.",
-                     width="content")
-        measured = choose_overlay(current_user())
-        left, right = st.columns(2)
-        film_now = last["film"]
-        left.plotly_chart(reflectivity_figure(
-            last["curves"], rq4=plot == "RQ4", log_q=log_q, q_c=q_c, data=measured,
-            fresnel=(lambda q: fresnel_reflectivity(film_now, q, last["instrument"]["dq"])) if plot == "RF" else None),
-            key="explorer_reflectivity")
-        right.plotly_chart(sld_figure(last["z"], last["sld"], last["isld"]), key="explorer_sld")
-        if measured is not None:
-            render_agreement(last["film"], measured, **last["instrument"])
-        # Under the charts: what the slab model approximates here (not the first thing a newcomer reads).
-        warnings = roughness_warnings(last["film"])
-        if warnings:
-            text = (
-                "Névot–Croce roughness is approximate where roughness exceeds 20 Å or a third of an adjacent layer: "
-                + ", ".join(warnings) + "."
-            )
-            if len(last["curves"]) > 1:
-                r_nc, r_gr = last["curves"][0][2], last["curves"][1][2]
-                worst = float(np.max(np.abs(np.log10(r_gr / r_nc))))
-                text += f" Here the graded-profile curve differs by up to {worst:.2f} decades."
-            else:
-                text += " Turn on 'Also show R computed from the SLD profile' to see the difference."
-            st.info(text, icon=":material/info:")
-        # Content-wide buttons in a row that wraps: in fixed columns, narrow screens cut every label to "Download …".
-        downloads = st.container(horizontal=True)
-        # The files are made when a button is pressed (callables): formatting them on every edit cost ~7 % of it.
-        downloads.download_button("Download curve (CSV: Q,R)",
-                                  lambda last=last: curve_csv(last["film"], last["q"], last["r"], **last["instrument"]),
-                                  file_name="curve.csv", mime="text/csv",
-                                  help="With the film and resolution as # lines.")
-        downloads.download_button("Download profile (CSV: z,sld,isld)",
-                                  lambda last=last: profile_csv(last["film"], last["z"], last["sld"], last["isld"]),
-                                  file_name="profile.csv", mime="text/csv", help="With the film as # lines.")
-        downloads.download_button("Download film (JSON)", last["film"].to_json, file_name="film.json",
-                                  mime="application/json")
-        with downloads.popover("Save to history"):
-            if st.session_state.get("save_film_seed") != last["film"].name:  # a newly loaded film brings its own name
-                st.session_state["save_film_seed"] = last["film"].name
-                st.session_state["save_film_name"] = (last["film"].name or "my film")[:80]
-            name = st.text_input("Name", max_chars=80, key="save_film_name")
-            if st.button("Save", key="save_film"):
-                try:
-                    params = {"film": last["film"].to_dict(), "qmin": qmin, "qmax": qmax, "nq": int(nq),
-                              "spacing": spacing, "dq": dq_percent / 100, "background": background, "scale": scale}
-                    history.add(current_user(), "film", name, params)
-                    st.success(f"Saved '{name.strip()}' to your history.")
-                except (ValueError, history.HistoryError) as exc:
-                    st.error(str(exc))
+    instrument_inputs()
+    if result is not None:  # last: the disk write does not delay the charts
+        workspace.keep_explorer(result["film"])  # written only when something changed
 
 
 film_and_curves()

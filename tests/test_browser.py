@@ -295,3 +295,111 @@ def test_log_in_open_a_run_and_download_its_bundle(browser, tmp_path, monkeypatc
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "opened_run.png"), full_page=True)
         page.close()
+
+
+def open_explorer(server, browser, height=2200):
+    page = browser.new_page(viewport={"width": 1500, "height": height})
+    page.goto(server, wait_until="domcontentloaded")
+    page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length == 2", timeout=60_000)
+    page.wait_for_function(f"() => ({SIGNATURE_JS})() !== null", timeout=30_000)
+    return page
+
+
+def wait_for_cell(page, column: int, row: int, text: str) -> None:
+    page.wait_for_function(f"() => document.querySelector('#glide-cell-{column}-{row}')?.innerText === '{text}'",
+                           timeout=30_000)
+
+
+def test_tune_a_layer_then_remove_it_and_undo(server, browser):
+    page = open_explorer(server, browser)
+    before = curve_signature(page)
+    thickness = page.locator("[data-testid='stNumberInput'] input[aria-label='Thickness (Å)']").first
+    thickness.fill("40")
+    thickness.press("Enter")  # the tuner sends on Enter
+    page.wait_for_function(f"(before) => {{ const now = ({SIGNATURE_JS})(); return now !== null && now !== before; }}",
+                           arg=before, timeout=30_000)
+    wait_for_cell(page, 4, 1, "40")  # layer 1's thickness in the table
+    rows = page.evaluate("() => document.querySelectorAll('[id^=glide-cell-0-]').length")
+    # A structure edit: remove the picked layer (layer 1), then take it back with Undo.
+    page.wait_for_timeout(1000)  # the tuner's rerun has ended (a click during a rerun is lost)
+    page.get_by_role("button", name=re.compile("icon Remove$")).click()
+    try:
+        wait_for_cell(page, 0, rows - 2, "ambient")  # one row fewer, the ambient still last
+    except PlaywrightTimeout:
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "remove_failure.png"), full_page=True)
+        raise
+    page.wait_for_timeout(1000)
+    page.get_by_role("button", name=re.compile("icon Undo$")).click()
+    try:
+        wait_for_cell(page, 0, rows - 1, "ambient")
+    except PlaywrightTimeout:
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "undo_failure.png"), full_page=True)
+        raise
+    wait_for_cell(page, 4, 1, "40")  # the removed layer is back with its tuned value
+    assert page.locator("[data-testid='stException']").count() == 0
+    page.close()
+
+
+def test_overlay_a_measured_curve_and_read_its_chi2(server, browser, data_dir, monkeypatch):
+    import numpy as np
+
+    from reflect_core.accounts.access import LOCAL_USER
+    from reflect_core.formats.curves import csv_text
+    from reflect_core.store import user_curves
+
+    monkeypatch.setenv("REFLECT_DATA_DIR", str(data_dir))
+    q = np.geomspace(0.01, 0.15, 80)
+    r = 1e-3 * (0.02 / q) ** 4
+    user_curves.save_curve(LOCAL_USER, "steep.txt", csv_text(["Q", "R", "dR"], [q, r, 0.05 * r]).encode())
+    page = open_explorer(server, browser)
+    page.get_by_role("combobox", name="Overlay a measured curve").click()
+    page.get_by_role("option", name=re.compile("steep")).click()
+    page.get_by_text(re.compile("χ²")).first.wait_for(state="visible", timeout=30_000)
+    page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot')[0].data.some(t => t.name === 'data')",
+                           timeout=30_000)  # the measured points are drawn on the film's curve
+    assert page.locator("[data-testid='stException']").count() == 0
+    page.close()
+
+
+def test_bad_train_input_keeps_the_runs_and_delete_asks_first(server, browser, data_dir, monkeypatch):
+    from reflect_core import jobs
+    from reflect_core.accounts.access import LOCAL_USER
+    from reflect_core.ml.spec import TrainSpec
+    from reflect_core.store import records
+
+    monkeypatch.setenv("REFLECT_DATA_DIR", str(data_dir))
+    spec = TrainSpec.parse({"dataset": {"n": 200}, "model": {"layers": 1, "channels": 4, "hidden": 16},
+                            "training": {"epochs": 1}})
+    run_id, _ = records.submit_training(LOCAL_USER, spec, "run to delete")
+    deadline = time.time() + 180
+    while jobs.get(run_id).state in ("queued", "running"):
+        assert time.time() < deadline, jobs.get(run_id)
+        jobs.tick()
+        time.sleep(0.5)
+    page = browser.new_page(viewport={"width": 1500, "height": 2600})
+    page.goto(server + "/train", wait_until="domcontentloaded")
+    page.wait_for_selector("text=3. Runs", timeout=60_000)
+    # "my uploaded arrays" with none uploaded: said beside the choice, Train disabled, the runs stay.
+    page.get_by_text("my uploaded arrays").click()
+    page.get_by_text("You have no uploaded training arrays").wait_for(timeout=30_000)
+    assert page.get_by_role("button", name="Train", exact=True).is_disabled()
+    page.get_by_text("3. Runs").first.wait_for(state="visible")
+    page.wait_for_function("() => [...document.querySelectorAll('[data-testid=stSelectbox]')].some("
+                           "e => e.innerText.includes('Run') && (e.innerText + (e.querySelector('input')?.value ?? ''))"
+                           ".includes('run to delete'))", timeout=30_000)  # the newest run is the one shown
+    page.get_by_role("button", name="Delete", exact=True).click()
+    page.get_by_text(re.compile("Delete run 'run to delete'.*cannot be undone")).wait_for(timeout=30_000)
+    assert jobs.get(run_id).state == "completed"  # nothing is deleted before the answer
+    page.get_by_role("button", name="Keep it").click()
+    page.get_by_role("button", name="Delete", exact=True).wait_for(timeout=30_000)
+    assert jobs.get(run_id).state == "completed"
+    page.get_by_role("button", name="Delete", exact=True).click()
+    page.get_by_role("button", name="Yes, delete it").click()
+    deadline = time.time() + 30
+    while run_id in [r.run_id for r in jobs.list_runs()]:
+        assert time.time() < deadline, "the run was not deleted after 'Yes, delete it'"
+        time.sleep(0.5)
+    assert page.locator("[data-testid='stException']").count() == 0
+    page.close()

@@ -53,6 +53,38 @@ def test_editing_a_layer_changes_the_curve(app):
     assert not np.array_equal(curve_y(app), before)
 
 
+def tuner(at, field):
+    return at.number_input(key=f"film_tune_{field}")
+
+
+def test_the_tuner_edits_one_layer_the_table_follows_and_undo_reverts(app):
+    rows = [dict(r) for r in app.session_state["film_rows"]]
+    table_key = layer_table(app).proto.id
+    before = curve_y(app)
+    assert app.selectbox(key="film_tuned").value == 1  # the first layer above the substrate
+    assert tuner(app, "thickness").value == rows[1]["thickness"] and tuner(app, "thickness").step == 1.0
+    tuner(app, "thickness").set_value(40.0).run()
+    assert not app.exception, app.exception
+    assert app.session_state["film_rows"][1]["thickness"] == 40.0
+    assert table_values(app)["thickness"][1] == 40.0  # the table shows the tuned value ...
+    assert layer_table(app).proto.id == table_key  # ... through the same table (not re-mounted)
+    assert not np.array_equal(curve_y(app), before)
+    click(app, "Undo")
+    assert app.session_state["film_rows"] == rows and tuner(app, "thickness").value == rows[1]["thickness"]
+    assert np.array_equal(curve_y(app), before)
+
+
+def test_the_tuner_follows_the_table_and_leaves_unused_cells_of_the_ambient_empty(app):
+    edit_cells(app, {1: {"sld": 5.5}})
+    assert tuner(app, "sld").value == 5.5  # a table edit reaches the tuner
+    n = len(app.session_state["film_rows"])
+    app.selectbox(key="film_tuned").set_value(n - 1).run()
+    assert tuner(app, "thickness").value is None and tuner(app, "thickness").disabled
+    assert tuner(app, "roughness").value is None and tuner(app, "roughness").disabled
+    assert not tuner(app, "sld").disabled
+    assert tuner(app, "sld").max == 100 and tuner(app, "roughness").max == 1000  # the physical bounds
+
+
 def test_a_cleared_or_out_of_range_cell_keeps_its_value_and_says_why(app):
     rows = [dict(r) for r in app.session_state["film_rows"]]
     before = curve_y(app)

@@ -23,7 +23,10 @@ NAME = "film_name"  # the loaded film's own name (an upload's, a preset's), kept
 NOTES = "film_table_notes"  # why the last edit's refused values were not taken
 VERSION = "film_table_version"
 PICKED = "film_table_picked"
+TUNED = "film_tuned"  # the layer the tuner edits
 MAX_UNDO = 50
+# The tuner's +/− steps: about what changes a curve visibly without jumping past a feature.
+STEPS = {"sld": 0.1, "isld": 0.01, "thickness": 1.0, "roughness": 0.5}
 
 HELP = {
     "name": "A label for the layer; it is not used in the physics.",
@@ -105,21 +108,60 @@ def current_film() -> Film:
     return Film(layers=layers, beam_from=st.session_state.get(BEAM, "ambient"), name=st.session_state.get(NAME, ""))
 
 
-def _apply(edit: Edit) -> None:
+def _apply(edit: Edit, recreate_table: bool = True) -> None:
     """Take an edit's rows (undoable) and notes, and re-create the table. Even after its own edit: a
     table that keeps its edits sends them again once it has drawn the new rows (a second rerun per
-    edit, measured in the browser), and shows a refused value until re-created."""
+    edit, measured in the browser), and shows a refused value until re-created. Edits made elsewhere
+    (the tuner) leave the table holding no edits of its own: it keeps its key and only gets new
+    values, which spares the browser re-mounting the grid."""
     if edit.changed:
         _remember(edit.changed)
         st.session_state[ROWS] = edit.rows
     st.session_state[NOTES] = edit.notes
-    if edit.changed or edit.notes:
+    if recreate_table and (edit.changed or edit.notes):
         _fresh_table()
 
 
 def _on_table_edit(key: str) -> None:
     state = st.session_state.get(key) or {}
     _apply(layer_edits.apply_cell_edits(st.session_state[ROWS], state.get("edited_rows")))
+
+
+def _keep_index(key: str, allowed: range, default: int) -> None:
+    """A layer selector's value before it is drawn: ``default`` when it is not a layer any more. After a
+    removal Streamlit can hand back the old option's label (a string) instead of an index."""
+    value = st.session_state.get(key)
+    if not (isinstance(value, int) and value in allowed):
+        st.session_state[key] = default
+
+
+def _tuner_key(field: str) -> str:
+    return f"film_tune_{field}"
+
+
+def _on_tune(field: str) -> None:
+    index = st.session_state[TUNED]
+    edit = layer_edits.apply_cell_edits(st.session_state[ROWS], {index: {field: st.session_state[_tuner_key(field)]}})
+    _apply(edit, recreate_table=False)
+
+
+def render_layer_tuner() -> None:
+    """One layer's values as number inputs with +/− steps, for watching the curves move. The fast way
+    to edit: a typed value is sent on Enter (the table waits 150 ms after an edit before sending)."""
+    rows = st.session_state[ROWS]
+    n = len(rows)
+    _keep_index(TUNED, range(n), min(1, n - 1))  # at first, the first layer above the substrate
+    row = st.container(horizontal=True, vertical_alignment="bottom")
+    index = row.selectbox("Tune a layer", range(n), key=TUNED,
+                          format_func=lambda i: f"{role(i, n)}: {rows[i]['name']}"[:60], width=200,
+                          help="Edit one layer with steps; the table below holds every layer.")
+    for field in LAYER_FIELDS:
+        key = _tuner_key(field)
+        # Always the film's value: it follows table edits, undo and loads, and a refused entry is put back.
+        st.session_state[key] = None if layer_edits.unused(field, index, n) else float(rows[index][field])
+        row.number_input(LABELS[field], key=key, min_value=MINIMA[field], max_value=layer_edits.MAXIMA[field],
+                         step=STEPS[field], format="%g", disabled=st.session_state[key] is None,
+                         on_change=_on_tune, args=(field,), help=HELP[field], width=150)
 
 
 def _on_structure(action: str, max_layers: int) -> None:
@@ -158,8 +200,7 @@ def render_layer_editor(max_layers: int = 20) -> None:
 
 def _structure_controls(rows: list[dict], n: int, max_layers: int) -> None:
     """Move, remove and add layers; undo the last edit of any kind."""
-    if not 0 < st.session_state.get(PICKED, 1) < n - 1:
-        st.session_state[PICKED] = 1 if n > 2 else 0
+    _keep_index(PICKED, range(1, n - 1), 1 if n > 2 else 0)
     middle = n > 2
     # One row that wraps (content-wide buttons): fixed columns left empty buttons on narrow screens.
     row = st.container(horizontal=True, vertical_alignment="bottom")

@@ -81,9 +81,9 @@ def _controls(run: jobs.RunInfo, user: User) -> None:
     if st.session_state.get(confirming):  # Delete asks first, as History does: the files go for good
         _confirm_delete(run, user, confirming)
         return
-    columns = st.columns(max(len(actions), 1))
-    for column, action in zip(columns, actions):
-        if column.button(ACTION_LABELS[action], key=f"{action}_{run.run_id}", help=ACTION_HELP[action]):
+    row = st.container(horizontal=True)  # side by side, each as wide as its label
+    for action in actions:
+        if row.button(ACTION_LABELS[action], key=f"{action}_{run.run_id}", help=ACTION_HELP[action]):
             try:
                 if action == "delete":
                     st.session_state[confirming] = True

@@ -22,6 +22,7 @@ import numba
 import numpy as np
 
 from reflect_core.physics import warmup
+from reflect_core.physics.threads import serial_if_small
 
 FOUR_PI_1E6 = 4.0 * math.pi * 1e-6  # SLD unit 1e-6 Å⁻² to Å⁻², times 4π
 
@@ -137,6 +138,7 @@ def parratt(q: np.ndarray, stacks: np.ndarray) -> np.ndarray:
     potential = FOUR_PI_1E6 * (stacks[:, :, 0] - stacks[:, -1:, 0])
     absorption = FOUR_PI_1E6 * stacks[:, :, 1]
     kernel = _parratt if warmup.use_compiled() else _parratt_numpy
-    kernel(q2, potential, absorption, np.ascontiguousarray(stacks[:, :, 2]), np.ascontiguousarray(stacks[:, :, 3] ** 2),
-           out)
+    with serial_if_small(out.size):
+        kernel(q2, potential, absorption, np.ascontiguousarray(stacks[:, :, 2]),
+               np.ascontiguousarray(stacks[:, :, 3] ** 2), out)
     return out

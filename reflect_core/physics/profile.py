@@ -15,6 +15,7 @@ import numpy as np
 
 from reflect_core.physics import warmup
 from reflect_core.physics.reflectivity import reflectivity
+from reflect_core.physics.threads import serial_if_small
 
 DEFAULT_PROFILE_POINTS = 900
 PROFILE_MARGIN_SIGMAS = 4.0  # the bulk is reached within 4σ of the outer interfaces
@@ -105,7 +106,8 @@ def _erf_profile_numpy(stacks, z_int, z, column, integrated, out):
 def _profile(stacks, z, column: int, integrated: bool) -> np.ndarray:
     out = np.empty((stacks.shape[0], z.size))
     kernel = _erf_profile if warmup.use_compiled() else _erf_profile_numpy
-    kernel(stacks, interface_positions(stacks), z, column, integrated, out)
+    with serial_if_small(out.size):
+        kernel(stacks, interface_positions(stacks), z, column, integrated, out)
     return out
 
 

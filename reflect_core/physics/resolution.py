@@ -26,6 +26,7 @@ import scipy.sparse
 
 from reflect_core.base.errors import InvalidInput
 from reflect_core.physics import warmup
+from reflect_core.physics.threads import serial_if_small
 
 FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
 POINTS_PER_SIGMA = 3.0
@@ -95,7 +96,8 @@ class SmearingPlan:
         if films.size:
             patched = out[films]
             smear = _smear_near_edges if warmup.use_compiled() else _smear_near_edges_numpy
-            smear(self.q_fine, r_fine[films], extra, r_extra, self.q, self.sigma, N_SIGMA, patched)
+            with serial_if_small(patched.size):
+                smear(self.q_fine, r_fine[films], extra, r_extra, self.q, self.sigma, N_SIGMA, patched)
             out[films] = patched
         return out
 
