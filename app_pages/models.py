@@ -27,11 +27,13 @@ from reflect_core.formats.curves import csv_text
 from reflect_core.ml.builtin import BuiltinModel, builtin_models
 from reflect_core.ml.meta import ModelMeta
 from reflect_core.ml.predict import PredictError
-from reflect_core.store import user_curves, user_files
+from reflect_core.store import records, user_curves, user_files
 from reflect_core.store.user_files import human_bytes
 from reflect_core.uploads import UploadError, validate_upload
 from reflect_core.uploads.curves import validate_curves
 from reflect_core.viz.figures import reflectivity_figure, sld_figure
+from ui.manage import manage_buttons, show_message
+from ui.overlay import forget_labels
 from ui.session import configured_hub, current_limits, current_user, rate_limit_per_minute, sees_everyone
 from ui.verdict import show_verdict
 
@@ -39,7 +41,6 @@ user, limits = current_user(), current_limits()
 st.title("Models and data")
 st.caption(f"Uploads are checked before they are kept (limit {limits.upload_bytes / 1e6:,.0f} MB per file, "
            f"{limits.profile} profile) and stay private to you.")
-DELETE_ERROR = "models_delete_error"
 HUB_LISTING, HUB_LIST_WAIT_S, HUB_LIST_TTL_S = "models_hub_listing", 0.5, 60.0
 
 
@@ -88,29 +89,34 @@ def once(upload) -> bool:
     return True
 
 
-def delete(what: str, action, *args) -> None:
-    """Button callback: delete through the library; a refusal is shown on the next run."""
-    try:
-        warning = action(user, *args)
-    except (ReflectError, OSError) as exc:
-        st.session_state[DELETE_ERROR] = f"{what} was not deleted: {exc}"
-        return
-    if isinstance(warning, str):  # deleted here, but the Hub copy remains
-        st.session_state[DELETE_ERROR] = warning
+def forget_hub_listing() -> None:
     st.session_state.pop(HUB_LISTING, None)
 
 
+def _rename_curve(name: str, label: str) -> None:
+    user_curves.rename_curve(user, name, label)
+    forget_labels()
+
+
+def _delete_curve(name: str) -> None:
+    user_curves.delete_curve(user, name)
+    forget_labels()
+
+
 def curve_row(name: str):
-    """One stored curve on its own line, with a Delete button; its Curve, or None when it cannot be read."""
-    c = st.columns([6, 1], vertical_alignment="center")
-    c[1].button("Delete", key=f"delete_curve_{name}", on_click=delete, args=(name, user_curves.delete_curve, name))
+    """One stored curve on its own line, with Rename and Delete; its Curve, or None when it cannot be read."""
+    c = st.columns([5, 2], vertical_alignment="center")
+    label = user_curves.curve_label(user, name)
+    manage_buttons(c[1], f"curve_{name}", f"curve '{label}'", label.removesuffix(f" ({name})"),
+                   lambda new: _rename_curve(name, new), lambda: _delete_curve(name),
+                   "Its stored file goes; the fits and records made from it keep their own results.")
     try:
         curve = user_curves.load_curve(user, name)
     except (ReflectError, OSError) as exc:
         c[0].error(f"**{name}** cannot be read: {exc}")
         return None
     extras = [label for label, column in (("dR", curve.dr), ("dQ", curve.dq)) if column is not None]
-    c[0].markdown(f"**{user_curves.curve_label(user, name)}** · {curve.q.size} points · "
+    c[0].markdown(f"**{label}** · {curve.q.size} points · "
                   f"Q {curve.q.min():.4g}–{curve.q.max():.4g} Å⁻¹"
                   + (f" · with {' and '.join(extras)}" if extras else ""))
     return curve
@@ -131,6 +137,12 @@ def card_caption(model_dir: Path) -> str:
             + f"{sum(f.stat().st_size for f in model_dir.iterdir()) / 1e6:.1f} MB")
 
 
+def _delete_model(record_id: str) -> str | None:
+    left = user_files.delete_model(user, record_id, hub)
+    forget_hub_listing()
+    return left
+
+
 def model_card(entry: user_files.StoredModel) -> None:
     record, problem, text = entry.record, entry.error, None
     if entry.hub and not (entry.model_dir / "model.json").is_file():
@@ -140,15 +152,16 @@ def model_card(entry: user_files.StoredModel) -> None:
             text = card_caption(entry.model_dir)
         except Exception as exc:  # noqa: BLE001 - one damaged card must not take the page down
             problem = f"{type(exc).__name__}: {exc}"
-    st.markdown(f"**{record['name']}** · {record['kind']}" + (" · :blue-badge[from the Hub]" if entry.hub else "")
-                + (f" · owner {record['owner']}" if sees_everyone(user) else ""))
+    c = st.columns([5, 2], vertical_alignment="center")
+    c[0].markdown(f"**{record['name']}** · {record['kind']}" + (" · :blue-badge[from the Hub]" if entry.hub else "")
+                  + (f" · owner {record['owner']}" if sees_everyone(user) else ""))
+    manage_buttons(c[1], f"model_{record['id']}", f"model '{record['name']}'", record["name"],
+                   lambda new: records.rename_record(user, record["id"], new), lambda: _delete_model(record["id"]),
+                   "Its files and its history record go" + (", with its copy on the Hub." if hub else "."))
     if text is not None:
         st.caption(text)
-        return
-    c = st.columns([6, 1], vertical_alignment="center")
-    c[0].error(f"This model cannot be read: {problem}")
-    c[1].button("Delete", key=f"delete_model_{record['id']}", on_click=delete,
-                args=(f"model '{record['name']}'", user_files.delete_model, record["id"], hub))
+    else:
+        st.error(f"This model cannot be read: {problem}")
 
 
 def builtin_card(entry: BuiltinModel) -> None:
@@ -169,8 +182,7 @@ def builtin_card(entry: BuiltinModel) -> None:
 
 
 hub, hub_problem = configured_hub()
-if error := st.session_state.pop(DELETE_ERROR, None):
-    st.error(error)
+show_message()  # what the last Rename or Delete did
 uploads_tab, models_tab, predict_tab = st.tabs(["Upload", "Model cards", "Predict"])
 
 with uploads_tab:

@@ -348,10 +348,14 @@ def test_broken_curve_and_model_show_an_error_with_delete_and_the_page_still_wor
     assert {"Reduced χ²", "Points"} <= {m.label for m in at.metric}
     assert next(m for m in at.metric if m.label == "Points").value == str(q.size)
 
-    at.button(key=f"delete_curve_{broken}").click().run()
+    at.button(key=f"manage_delete_curve_{broken}").click().run()  # asks first
+    assert any("Delete curve 'broken.txt'?" in w.value and "cannot be undone" in w.value for w in at.warning)
+    assert broken in user_curves.curves(LOCAL_USER)
+    at.button(key=f"manage_yes_curve_{broken}").click().run()
     assert not at.exception, at.exception
     assert user_curves.curves(LOCAL_USER) == [good]
-    at.button(key=f"delete_model_{damaged['id']}").click().run()
+    at.button(key=f"manage_delete_model_{damaged['id']}").click().run()
+    at.button(key=f"manage_yes_model_{damaged['id']}").click().run()
     assert not at.exception, at.exception
     assert damaged["id"] not in {m.record["id"] for m in user_files.models(LOCAL_USER)}
     assert not any("broken.txt" in e.value or "not valid JSON" in e.value for e in at.error)
@@ -398,3 +402,32 @@ def test_measured_curves_can_be_previewed_on_the_models_page(tmp_path, monkeypat
     assert len(charts) == before + 1
     preview = json.loads(charts[before].proto.spec)
     assert preview["data"][0]["name"] == "data" and preview["layout"]["xaxis"]["title"]["text"] == "Q (Å⁻¹)"
+
+
+def test_curves_and_models_are_renamed_and_delete_can_be_called_off():
+    from test_history_app import trained_record
+
+    model = trained_record("tiny model", 1)
+    name = user_curves.save_curve(LOCAL_USER, "run 7.txt", b"0.01 1\n0.02 0.5\n0.03 0.1\n")
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.run()
+    at.switch_page("app_pages/models.py").run()
+    at.text_input(key=f"manage_name_curve_{name}").set_value("  Si/PS in D2O  ")
+    at.button(key=f"manage_save_curve_{name}").click().run()
+    assert not at.exception, at.exception
+    assert user_curves.curve_label(LOCAL_USER, name) == f"Si/PS in D2O ({name})"  # the stored name stays
+    assert user_curves.curves(LOCAL_USER) == [name]
+    assert any(f"Si/PS in D2O ({name})" in m.value for m in at.markdown)
+    at.text_input(key=f"manage_name_model_{model['id']}").set_value("   ")
+    at.button(key=f"manage_save_model_{model['id']}").click().run()
+    assert any("was not renamed: name is empty" in e.value for e in at.error), [e.value for e in at.error]
+    at.text_input(key=f"manage_name_model_{model['id']}").set_value("polymer net v2")
+    at.button(key=f"manage_save_model_{model['id']}").click().run()
+    assert [m.record["name"] for m in user_files.models(LOCAL_USER)] == ["polymer net v2"]
+    at.button(key=f"manage_delete_model_{model['id']}").click().run()
+    at.button(key=f"manage_keep_model_{model['id']}").click().run()  # called off: nothing goes
+    assert not at.exception, at.exception
+    assert [m.record["id"] for m in user_files.models(LOCAL_USER)] == [model["id"]]
+    assert not any("cannot be undone" in w.value for w in at.warning)
+    user_curves.rename_curve(LOCAL_USER, name, "")  # an empty label gives the stored name back
+    assert user_curves.curve_label(LOCAL_USER, name) == name

@@ -47,6 +47,11 @@ def choose_overlay(user: User) -> Curve | None:
     return parsed[name]
 
 
+def forget_labels() -> None:
+    """After a curve is renamed or deleted: the labels are read again."""
+    st.session_state.pop(_LABELS, None)
+
+
 def _label(user: User, name: str) -> str:
     labels = st.session_state.setdefault(_LABELS, {})
     if name not in labels:

@@ -121,7 +121,8 @@ def _now() -> float:
     return time.time()
 
 
-def _clean_name(name) -> str:
+def clean_name(name) -> str:
+    """A name as every stored thing takes it: text, stripped, 1 to NAME_MAX characters."""
     if not isinstance(name, str):
         raise InvalidInput(f"name must be text, not {type(name).__name__}")
     name = name.strip()
@@ -269,7 +270,7 @@ def _modify(user: User, record_id: str, change: Callable[[dict], None]) -> dict:
 def add(user: User, kind: str, name: str, params: dict, summary: dict | None = None,
         files: str | None = None, run_id: str | None = None) -> dict:
     """Store a new record owned by ``user`` and return it."""
-    name = _clean_name(name)
+    name = clean_name(name)
     kind = _check_kind(kind)
     params = _json_dict(params, "params")
     summary = _json_dict({} if summary is None else summary, "summary")
@@ -312,7 +313,7 @@ def list_records(user: User, kind: str | None = None, search: str | None = None,
 
 
 def rename(user: User, record_id: str, new_name: str) -> dict:
-    name = _clean_name(new_name)
+    name = clean_name(new_name)
     return _modify(user, record_id, lambda record: record.update(name=name))
 
 

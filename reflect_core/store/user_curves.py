@@ -27,6 +27,7 @@ from reflect_core.accounts.limits import Limits
 from reflect_core.base.errors import InvalidInput, NotFound, ReflectError
 from reflect_core.base.storage import atomic_write_bytes, atomic_write_json, read_bounded
 from reflect_core.formats.curves import Curve, CurveError, canonical_text, parse_canonical
+from reflect_core.store.history import clean_name
 from reflect_core.store.user_files import (
     MAX_ORIGINAL_BYTES,
     STORED_NAME,
@@ -38,7 +39,7 @@ from reflect_core.store.user_files import (
 from reflect_core.uploads import validate_upload
 from reflect_core.uploads.curves import measured_curve, measured_curves, validate_curves
 
-CURVE_FILE, ORIGINAL_STEM, DATASET_FILE = "curve.csv", "original", "dataset.json"
+CURVE_FILE, ORIGINAL_STEM, DATASET_FILE, LABEL_FILE = "curve.csv", "original", "dataset.json", "label.json"
 
 
 def save_curve(user: User, filename: str, data: bytes, curve: Curve | None = None,
@@ -201,13 +202,36 @@ def load_curve(user: User, name: str) -> Curve:
 
 
 def curve_label(user: User, name: str) -> str:
-    """What the curve is: its data set's label (sample and data set, from the file's header) for one
-    of several data sets of a file, else its name."""
+    """What the curve is: the label its owner gave it, else its data set's label (sample and data set,
+    from the file's header) for one of several data sets of a file, else its name. The stored name
+    follows in brackets: it is what the curve is known by (overlays, fits, history)."""
     try:
-        info = _dataset_info(_curve_folder(user, name))
+        folder = _curve_folder(user, name)
     except ReflectError:  # gone or not a stored name: the name itself says what it is
         return str(name)
-    return name if info is None else f"{info['label']} ({name})"
+    given = _given_label(folder)
+    info = _dataset_info(folder)
+    label = given or (info["label"] if info else None)
+    return name if label is None else f"{label} ({name})"
+
+
+def _given_label(folder: Path) -> str | None:
+    try:
+        label = json.loads((folder / LABEL_FILE).read_text(encoding="utf-8")).get("label")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return label if isinstance(label, str) and label.strip() else None
+
+
+def rename_curve(user: User, name: str, label: str) -> str:
+    """Give a stored curve a label of its owner's (its stored name stays, so overlays, fits and history
+    records that name it still find it); an empty label takes the given one away. The label shown."""
+    folder = _curve_folder(user, name)
+    if isinstance(label, str) and not label.strip():
+        (folder / LABEL_FILE).unlink(missing_ok=True)
+    else:
+        atomic_write_json(folder / LABEL_FILE, {"label": clean_name(label)})
+    return curve_label(user, name)
 
 
 def original_file(user: User, name: str) -> Path | None:
