@@ -28,6 +28,7 @@ from reflect_core.store import records, user_curves, user_files
 from ui import film_editor, workspace
 from ui.bounds_editor import render_bounds_editor
 from ui.job_monitor import SELECTED, choose_run, render_monitor
+from ui.layout import wrapping_columns
 from ui.run_results import render_results
 from ui.session import current_limits, current_user, rate_limit_per_minute
 from ui.state import keep, remembered, seed
@@ -144,7 +145,7 @@ def _match_curve(name: str) -> None:
 def render_curve_matcher() -> None:
     """Train for a measurement: a network only reads curves on its own Q range."""
     names = user_curves.curves(user)
-    c = st.columns([3, 2], vertical_alignment="bottom")
+    c = wrapping_columns([450, 320])
     if not names:  # shown anyway, so that the option is known before a curve is uploaded
         c[0].selectbox("Match a measured curve (optional)", [], disabled=True,
                        placeholder="upload a measured curve on 'Models and data' first",
@@ -174,7 +175,7 @@ def generated_dataset():
                 f"({film.layers[0].name} … {film.layers[-1].name}, "
                 f"beam from the {film.beam_from}). Tick the parameters to vary and set their ranges.")
     bounds = render_bounds_editor(film)
-    c = st.columns(4)
+    c = wrapping_columns([220] * 4)
     n_curves = number(c[0], "Curves", "train_n", min(5000, limits.curves), min_value=10, max_value=limits.curves,
                       step=1000,
                       help="Number of synthetic curves (train + validation + test).")
@@ -186,7 +187,7 @@ def generated_dataset():
                        max_value=min(MAX_PROFILE_POINTS, limits.profile_points), step=50,
                        help="Points of each SLD label on one z grid for the whole dataset.")
     render_curve_matcher()
-    c = st.columns(4)
+    c = wrapping_columns([220] * 4)
     # The explorer's Q grid and resolution, shared both ways.
     # Physical bounds (physics.simulate) and the profile's Q points.
     qmin = keep("qmin", c[0].number_input("Q min (Å⁻¹)", key=clamped("train_qmin", PYREFLECT_QMIN, 0.0, MAX_Q, "qmin"),
@@ -199,7 +200,7 @@ def generated_dataset():
     dq_percent = keep("dq_percent", c[3].number_input(
         "dQ/Q (FWHM, %)", key=clamped("train_dq", 100 * PYREFLECT_DQ, 0.0, 100 * MAX_DQ, "dq_percent"),
         min_value=0.0, max_value=100 * MAX_DQ, format="%.4f", step=0.5))
-    c = st.columns([1.2, 1, 1, 2])
+    c = wrapping_columns([180, 200, 200, 280])
     noisy = keep("train_noise", c[0].toggle("Counting noise", key=seed("train_noise", False),
                                             help="Poisson noise as in a measurement: a point of reflectivity R gets "
                                                  "√(R·N₀)/N₀ error."))
@@ -263,7 +264,7 @@ dataset, n_curves, nq, n_profile = chosen or (None, 0, 0, 0)
 
 # --- model and training -------------------------------------------------------------------------------
 st.header("2. Network and training")
-c = st.columns([1.5, 1, 1, 1, 1])  # the architecture's names are long
+c = wrapping_columns([225, 158, 158, 158, 158])  # the architecture's names are long
 arch = keep("train_arch", c[0].selectbox("Architecture", ARCHITECTURES, key=seed("train_arch", "compact_cnn"),
                                          format_func={"compact_cnn": "compact CNN (CPU-friendly)",
                                                       "pyreflect_cnn": "pyreflect CNN (155 M, GPU)"}.get))
@@ -275,13 +276,13 @@ hidden = number(c[3], "Dense width", "train_hidden", 256, min_value=8, max_value
                 disabled=arch != "compact_cnn")
 dropout = number(c[4], "Dropout", "train_dropout", 0.05, min_value=0.0, max_value=limits.dropout, step=0.05,
                  format="%.2f")
-c = st.columns(5)
+c = wrapping_columns([172] * 5)
 epochs = number(c[0], "Epochs", "train_epochs", 25, min_value=1, max_value=limits.epochs)
 batch = number(c[1], "Batch size", "train_batch", 64, min_value=1, max_value=limits.batch_size)
 lr = number(c[2], "Learning rate", "train_lr", 1e-3, min_value=1e-7, max_value=1.0, format="%.1e")
 weight_decay = number(c[3], "Weight decay", "train_wd", 1e-5, min_value=0.0, max_value=1.0, format="%.1e")
 optimizer = keep("train_opt", c[4].selectbox("Optimizer", OPTIMIZERS, key=seed("train_opt", "adamw")))
-c = st.columns(5)
+c = wrapping_columns([172] * 5)
 val_fraction = number(c[0], "Validation fraction", "train_val", 0.1, min_value=0.01, max_value=0.49, step=0.05)
 test_fraction = number(c[1], "Test fraction", "train_test", 0.1, min_value=0.01, max_value=0.49, step=0.05,
                        help="Held out until the end: never used for training, normalisation or model selection.")
