@@ -88,7 +88,8 @@ def _label(record: dict) -> str:
     return f"{record['name']} · {record['kind']} · {_when(record)}" + (" · damaged" if record.get("problems") else "")
 
 
-# Short column names with their units in the header's help: long ones were cut at 1400 px.
+# Short column names with their units in the header's help: long ones were cut at 1400 px. The numbers
+# come right after the name: at 800 px the columns past "state" were out of sight.
 COLUMNS = {
     "name": st.column_config.TextColumn("name", width="medium"),
     "kind": st.column_config.TextColumn("kind", width="small"),
@@ -102,7 +103,9 @@ COLUMNS = {
     "chi2": st.column_config.NumberColumn("fit χ²_red", format="%.3g", width="small"),
     "size": st.column_config.NumberColumn("size (MB)", format="%.2f", width="small"),
 }
+ORDER = ("name", "kind", "rmse", "baseline", "misfit", "chi2", "state", "created", "size", "owner")
 table = st.dataframe(pd.DataFrame([_row(r) for r in found]), hide_index=True, width="stretch", column_config=COLUMNS,
+                     column_order=ORDER,
                      placeholder="", key="history_table", on_select="rerun", selection_mode="multi-row")
 by_id = {r["id"]: r for r in found}
 # Rows clicked in the table become the selection below (which can also be typed into).
