@@ -8,7 +8,13 @@ import streamlit as st
 from reflect_core.accounts import rate_limit
 from reflect_core.accounts.access import User
 from reflect_core.base.errors import ReflectError
-from reflect_core.data.generate import MAX_COUNTS, MAX_PROFILE_POINTS, DatasetError, dataset_from_dict
+from reflect_core.data.generate import (
+    MAX_COUNTS,
+    MAX_PROFILE_POINTS,
+    MAX_SCALE_ERROR,
+    DatasetError,
+    dataset_from_dict,
+)
 from reflect_core.formats.curves import matching_grid, noise_level
 from reflect_core.jobs import backends
 from reflect_core.ml import costs
@@ -130,16 +136,27 @@ def _match_curve(name: str) -> None:
         st.session_state[key] = value
         keep(shared_name, value)
     level = noise_level(curve)
-    if level is not None:  # train on curves as noisy as this one, with its background floor
-        for key, value in (("train_noise", True), ("train_counts", min(max(level["counts_at_unity"], 1.0), MAX_COUNTS)),
-                           ("train_bkg", min(level["background"], 1.0))):
+    if level is not None:  # train on curves as noisy as this one, over the spread its points show
+        counts_lo, counts_hi = (min(max(v, 1.0), MAX_COUNTS) for v in level["counts_spread"])
+        bkg_lo, bkg_hi = (min(v, 1.0) for v in level["background_spread"])
+        for key, value in (("train_noise", True), ("train_counts", counts_lo), ("train_counts_hi", counts_hi),
+                           ("train_bkg", bkg_lo), ("train_bkg_hi", bkg_hi)):
             st.session_state[key] = value
             keep(key, value)
-        low, high = level["counts_spread"]
         st.session_state["train_match_note"] = (
-            f"Counting noise from its dR: N₀ ≈ {level['counts_at_unity']:.2g} counts at R = 1 (median of R/dR²; "
-            f"its points range {low:.2g}–{high:.2g}, as angles of different intensity do); background "
-            f"{level['background']:.2g} (the median R of its highest-Q tenth).")
+            f"Counting noise from its dR: N₀ from {counts_lo:.2g} to {counts_hi:.2g} counts at R = 1 (the 10th to "
+            f"90th percentile of R/dR² over its points, median {level['counts_at_unity']:.2g}: angles of different "
+            f"intensity differ); background from {bkg_lo:.2g} to {bkg_hi:.2g} (the same spread of R over its "
+            f"highest-Q tenth, median {level['background']:.2g}).")
+
+
+NOISE_INPUTS = [  # key, label, default, bounds (physical: data.generate), format, step
+    ("train_counts", "N₀ from (counts at R = 1)", 1e7, 1.0, MAX_COUNTS, "%.2e", None),
+    ("train_counts_hi", "N₀ to", 1e7, 1.0, MAX_COUNTS, "%.2e", None),
+    ("train_bkg", "Background from (R)", 0.0, 0.0, 1.0, "%.2e", 1e-7),
+    ("train_bkg_hi", "Background to (R)", 0.0, 0.0, 1.0, "%.2e", 1e-7),
+    ("train_scale_err", "Scale error ± (%)", 0.0, 0.0, 100 * MAX_SCALE_ERROR, "%.1f", 1.0),
+]
 
 
 def render_curve_matcher() -> None:
@@ -163,6 +180,26 @@ def render_curve_matcher() -> None:
         st.error(error)
     if note := st.session_state.pop("train_match_note", None):
         st.info(note, icon=":material/info:")
+
+
+def noise_inputs() -> dict | None:
+    """Counting noise, background and scale error, each a range drawn anew for every curve: the
+    dataset's ``noise`` (None: noise-free curves)."""
+    noisy = keep("train_noise", st.toggle(
+        "Measurement noise: counting statistics, background, scale error", key=seed("train_noise", False),
+        help="Each curve gets its own N₀ (counts at R = 1; a point of reflectivity R carries √(R·N₀)/N₀ error), "
+             "background and scale, drawn from these ranges (N₀ and background log-uniformly), so the network "
+             "learns them all. A measured curve's are set by 'Use its Q range, resolution and noise' above."))
+    c = wrapping_columns([172] * 5)
+    values = {}
+    for cell, (key, label, default, low, high, fmt, step) in zip(c, NOISE_INPUTS):
+        values[key] = keep(key, cell.number_input(label, key=clamped(key, default, low, high), min_value=low,
+                                                  max_value=high, format=fmt, step=step, disabled=not noisy))
+    if not noisy:
+        return None
+    error = values["train_scale_err"] / 100
+    return {"counts_at_unity": [values["train_counts"], values["train_counts_hi"]],
+            "background": [values["train_bkg"], values["train_bkg_hi"]], "scale": [1 - error, 1 + error]}
 
 
 def generated_dataset():
@@ -200,17 +237,9 @@ def generated_dataset():
     dq_percent = keep("dq_percent", c[3].number_input(
         "dQ/Q (FWHM, %)", key=clamped("train_dq", 100 * PYREFLECT_DQ, 0.0, 100 * MAX_DQ, "dq_percent"),
         min_value=0.0, max_value=100 * MAX_DQ, format="%.4f", step=0.5))
-    c = wrapping_columns([180, 200, 200, 280])
-    noisy = keep("train_noise", c[0].toggle("Counting noise", key=seed("train_noise", False),
-                                            help="Poisson noise as in a measurement: a point of reflectivity R gets "
-                                                 "√(R·N₀)/N₀ error."))
-    counts = c[1].number_input("N₀: counts at R = 1", key=clamped("train_counts", 1e7, 1.0, MAX_COUNTS),
-                               min_value=1.0, max_value=MAX_COUNTS, format="%.2e", disabled=not noisy)
-    background = c[2].number_input("Background (R units)", key=clamped("train_bkg", 0.0, 0.0, 1.0), min_value=0.0,
-                                   max_value=1.0, format="%.2e", step=1e-7, disabled=not noisy)
-    keep("train_counts", counts)
-    keep("train_bkg", background)
-    exact = keep("train_exact", c[3].toggle(
+    noise = noise_inputs()
+    c = wrapping_columns([400])
+    exact = keep("train_exact", c[0].toggle(
         "Exact pairs (R from the label profile)", key=seed("train_exact", False),
         help="Default: curves from the slab model (Névot–Croce), about 1 % median from the curve of their own label "
              "profile on the default prior, more where interfaces are very rough. Exact: each curve is computed from "
@@ -219,7 +248,7 @@ def generated_dataset():
     dataset = {"prior": {"film": film.to_dict(), "bounds": bounds}, "n": int(n_curves), "seed": int(data_seed),
                "sampler": sampler, "qmin": qmin, "qmax": qmax, "nq": int(nq), "dq": dq_percent / 100,
                "n_profile": int(n_profile), "exact": exact,
-               "noise": {"counts_at_unity": counts, "background": background} if noisy else None}
+               "noise": noise}
     try:
         dataset_config = dataset_from_dict(dataset)
     except DatasetError as exc:

@@ -60,7 +60,7 @@ NETWORK = [
     ("train_patience", None, "training", "patience", int),
     ("train_ckpt", None, "training", "checkpoint_every", int),
 ]
-NOISE = [("train_counts", "counts_at_unity"), ("train_bkg", "background")]
+NOISE = [("train_counts", "train_counts_hi", "counts_at_unity"), ("train_bkg", "train_bkg_hi", "background")]
 PLACE = [  # top-level fields: where the run ran (a tier only with Modal)
     ("train_backend", None, None, "backend", str),
     ("train_gpu", None, None, "gpu", str),
@@ -90,9 +90,14 @@ def restore(spec: TrainSpec, with_film: bool = True) -> None:
         return
     noise = raw["dataset"]["noise"]
     _set("train_noise", None, noise is not None)
-    for key, name in NOISE:
-        if noise is not None:
-            _set(key, None, float(noise[name]))
+    if noise is not None:  # each setting a number or [lo, hi] (spec.to_dict writes a fixed value as a number)
+        for low_key, high_key, name in NOISE:
+            low, high = (noise[name], noise[name]) if not isinstance(noise[name], list) else noise[name]
+            _set(low_key, None, float(low))
+            _set(high_key, None, float(high))
+        scale = noise.get("scale", 1.0)
+        # The form's scale range is 1 ± error: a range from elsewhere (the command line) is shown by its top.
+        _set("train_scale_err", None, 100 * abs(float(scale[1] if isinstance(scale, list) else scale) - 1))
     film = film_from_dict(raw["dataset"]["prior"]["film"])
     if with_film:
         film_editor.load_film(film)

@@ -59,13 +59,67 @@ class DatasetError(InvalidInput):
     """A dataset configuration that cannot be generated; the message names the field."""
 
 
+MAX_SCALE_ERROR = 0.5  # a curve's normalisation off by up to ±50 %: far past any real one
+
+
 @dataclass(frozen=True)
 class Noise:
-    """Counting statistics: ``counts_at_unity`` neutrons where R = 1, so a point
-    of reflectivity R carries √(R·N0)/N0 error; plus a flat background (R units)."""
+    """A measurement's imperfections on each synthetic curve: R → Poisson((s·R + b)·N₀)/N₀, with
+    ``counts_at_unity`` N₀ neutrons where R = 1 (a point of reflectivity R carries √(R·N₀)/N₀ error),
+    a flat ``background`` b (R units) and a ``scale`` s (a misnormalised curve). Each is a (lo, hi)
+    range drawn anew for every curve, so a network learns every level in it: N₀ and a positive
+    background log-uniformly (they span decades), the scale uniformly; lo == hi is one value for all
+    (and draws no random numbers: data sets from before the ranges are generated as they were)."""
 
-    counts_at_unity: float = 1e7
-    background: float = 0.0
+    counts_at_unity: tuple[float, float] = (1e7, 1e7)
+    background: tuple[float, float] = (0.0, 0.0)
+    scale: tuple[float, float] = (1.0, 1.0)
+
+    def to_dict(self) -> dict:
+        """A fixed value as a number, a range as [lo, hi]; no scale entry for an exact one."""
+        shown = {name: lo if lo == hi else [lo, hi] for name, (lo, hi) in
+                 (("counts_at_unity", self.counts_at_unity), ("background", self.background), ("scale", self.scale))}
+        if self.scale == (1.0, 1.0):
+            del shown["scale"]
+        return shown
+
+    def apply(self, r: np.ndarray, rng) -> np.ndarray:
+        """Noisy copies of the curves ``r`` (n, L)."""
+        n = len(r)
+        counts = _draw(rng, self.counts_at_unity, n, log=True)
+        expected = (_draw(rng, self.scale, n, log=False) * r + _draw(rng, self.background, n, log=True)) * counts
+        return rng.poisson(expected) / counts
+
+
+def _draw(rng, bounds: tuple[float, float], n: int, log: bool) -> np.ndarray | float:
+    """One value per curve in [lo, hi] (log-uniform when asked and lo > 0), or the fixed value."""
+    lo, hi = bounds
+    if lo == hi:
+        return lo
+    values = np.exp(rng.uniform(np.log(lo), np.log(hi), n)) if log and lo > 0 else rng.uniform(lo, hi, n)
+    return values[:, None]
+
+
+def _noise_range(noise: dict, name: str, default: float, low: float, high: float,
+                 positive: bool = True) -> tuple[float, float]:
+    """A noise setting as a number or [lo, hi], within its physical bounds."""
+    value = noise.get(name, default)
+    pair = list(value) if isinstance(value, (list, tuple)) else [value, value]
+    if len(pair) != 2 or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in pair):
+        raise DatasetError(f"dataset.noise.{name}: expected a number or [lo, hi], got {short_repr(value)}")
+    lo, hi = (float(v) for v in pair)
+    if not (math.isfinite(lo) and math.isfinite(hi) and low <= lo <= hi <= high) or (positive and lo <= 0):
+        raise DatasetError(f"dataset.noise.{name}: needs {low:g} {'<' if positive else '≤'} lo ≤ hi ≤ {high:g}, "
+                           f"got {short_repr(value)}")
+    return lo, hi
+
+
+def noise_from_dict(noise) -> Noise:
+    if not isinstance(noise, dict) or set(noise) - {"counts_at_unity", "background", "scale"}:
+        raise DatasetError(f"dataset.noise: expected {{counts_at_unity, background[, scale]}}, got {short_repr(noise)}")
+    return Noise(counts_at_unity=_noise_range(noise, "counts_at_unity", 1e7, 0.0, MAX_COUNTS),
+                 background=_noise_range(noise, "background", 0.0, 0.0, 1.0, positive=False),
+                 scale=_noise_range(noise, "scale", 1.0, 1 - MAX_SCALE_ERROR, 1 + MAX_SCALE_ERROR))
 
 
 @dataclass(frozen=True)
@@ -100,6 +154,7 @@ class DatasetConfig:
     def to_dict(self) -> dict:
         data = asdict(self)
         data["prior"] = self.prior.to_dict()
+        data["noise"] = None if self.noise is None else self.noise.to_dict()
         return data
 
 
@@ -139,15 +194,7 @@ def dataset_from_dict(raw: dict, max_curves: int = 1_000_000) -> DatasetConfig:
                 raise DatasetError(f"dataset.{name}: must be one of {choices}, got {raw[name]!r}")
             values[name] = raw[name]
     if raw.get("noise"):
-        noise = raw["noise"]
-        try:
-            values["noise"] = Noise(float(noise.get("counts_at_unity", 1e7)), float(noise.get("background", 0.0)))
-        except (AttributeError, TypeError, ValueError, OverflowError):
-            raise DatasetError(f"dataset.noise: expected {{counts_at_unity, background}}, got {short_repr(noise)}") \
-                from None
-        if not 0 < values["noise"].counts_at_unity <= MAX_COUNTS or not 0 <= values["noise"].background <= 1:
-            raise DatasetError(f"dataset.noise: counts_at_unity must be in (0, {MAX_COUNTS:g}] and background "
-                               "in [0, 1] (R units)")
+        values["noise"] = noise_from_dict(raw["noise"])
     values["exact"] = bool(raw.get("exact", False))
     config = DatasetConfig(prior=prior, **values)
     if config.qmin >= config.qmax:
@@ -202,8 +249,7 @@ def simulate_chunk(config: DatasetConfig, stacks: np.ndarray, rng) -> tuple[np.n
     else:
         r = _reflectivity(config, beam_frame(config, stacks))
     if config.noise is not None:
-        expected = (r + config.noise.background) * config.noise.counts_at_unity
-        r = rng.poisson(expected) / config.noise.counts_at_unity
+        r = config.noise.apply(r, rng)
     return r, sld
 
 

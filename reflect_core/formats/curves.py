@@ -173,7 +173,8 @@ def noise_level(curve: Curve) -> dict | None:
     dR). Counting statistics give dR² = (R + b)/N₀ for N₀ counts at R = 1, so N₀ ≈ median(R/dR²) over
     the points with R, dR > 0 (one number: real data mix angles of different intensity, whose spread
     the caller may show); the background b is the median R of the highest-Q tenth, the floor a
-    reflectivity curve falls onto, 0 when that is not positive (over-subtracted data)."""
+    reflectivity curve falls onto, 0 when that is not positive (over-subtracted data). Both come with
+    their spread (10th to 90th percentile, the background's clipped at 0), for training over it."""
     if curve.dr is None or curve.r is None:
         return None
     curve = curve.sorted()
@@ -184,7 +185,8 @@ def noise_level(curve: Curve) -> dict | None:
     tail = curve.r[-max(5, int(FLOOR_FRACTION * curve.r.size)):]
     return {"counts_at_unity": float(np.median(counts)), "counts_spread": (float(np.percentile(counts, 10)),
                                                                            float(np.percentile(counts, 90))),
-            "background": max(float(np.median(tail)), 0.0)}
+            "background": max(float(np.median(tail)), 0.0),
+            "background_spread": (max(float(np.percentile(tail, 10)), 0.0), max(float(np.percentile(tail, 90)), 0.0))}
 
 
 def q_grid(qmin: float, qmax: float, n: int, spacing: str = "log") -> np.ndarray:

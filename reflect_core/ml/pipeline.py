@@ -6,7 +6,7 @@ Spec (validated once, here, with messages that name the field)::
     {"kind": "train",
      "dataset":  {"prior": {"film": {...}, "bounds": [...]}, "n": 5000, "seed": 0,
                   "sampler": "latin_hypercube", "qmin", "qmax", "nq", "spacing", "dq",
-                  "n_profile": 900, "noise": null | {"counts_at_unity", "background"},
+                  "n_profile": 900, "noise": null | {"counts_at_unity", "background", "scale"} (number or [lo, hi]),
                   "exact": false},                       # every field optional
      "model":    {"arch": "compact_cnn", "layers", "channels", "hidden", "dropout"},
      "training": {"epochs", "batch_size", "lr", "weight_decay", "optimizer",

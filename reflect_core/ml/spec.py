@@ -9,7 +9,7 @@ JSON form (every field optional)::
     {"kind": "train",
      "dataset":  {"prior": {"film": {...}, "bounds": [...]}, "n": 5000, "seed": 0,
                   "sampler": "latin_hypercube", "qmin", "qmax", "nq", "spacing", "dq",
-                  "n_profile": 900, "noise": null | {"counts_at_unity", "background"},
+                  "n_profile": 900, "noise": null | {"counts_at_unity", "background", "scale"} (number or [lo, hi]),
                   "exact": false}
                  | {"arrays": "uploads/<user>/arrays/<set>", "dq", "beam_from"},
      "model":    {"arch": "compact_cnn", "layers", "channels", "hidden", "dropout"},
