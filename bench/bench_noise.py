@@ -78,7 +78,8 @@ def main(argv=None) -> dict:
             run_job(spec, tmp / name, PrintReporter())
             train_s[name] = time.perf_counter() - t0
             models[name] = tmp / name / "model"
-        sets = {label: test_set(q, test_noise, tmp / f"test {k}") for k, (label, test_noise) in enumerate(tests.items())}
+        sets = {label: test_set(q, test_noise, tmp / f"test {k}")
+                for k, (label, test_noise) in enumerate(tests.items())}
         truth = sets["noise-free"][1][:, 1].astype(float)
         assert all(np.array_equal(s[1], sets["noise-free"][1]) for s in sets.values())  # the same films
         baseline = float(np.sqrt(np.mean((truth - truth.mean(axis=0)) ** 2)))
