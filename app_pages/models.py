@@ -335,6 +335,7 @@ with predict_tab:
     c[3].metric("Points", f"{fit['points']}")
     rq4 = c[4].toggle("Plot R·Q⁴", key="predict_rq4", help="Removes the Fresnel Q⁻⁴ decay.")
     show_verdict(fit_verdict(fit))
+    show_verdict(result.prior.verdict)  # is the network extrapolating?
     curves = [("recomputed from the predicted profile", result.q, result.r)]
     if scaled is not None:  # what the χ² above was computed from
         curves.append((f"× {fit['scale']:.3g} + {fit['background']:.2e} (fitted scale, background)", result.q,

@@ -131,7 +131,11 @@ def cmd_analyse(args) -> None:
     _write(args.out, csv_text(["z", "sld"], [result.z, result.sld]))
     if args.recomputed:
         _write(args.recomputed, csv_text(["Q", "R"], [result.q, result.r]))
-    print(json.dumps(result.agreement))
+    from reflect_core.analysis.verdicts import fit_verdict
+
+    for verdict in (fit_verdict(result.agreement), result.prior.verdict):
+        print(f"{verdict.level}: {verdict.text}", file=sys.stderr)
+    print(json.dumps({**result.agreement, "prior_outside_fraction": result.prior.outside_fraction}))
 
 
 def cmd_import_pyreflect(args) -> None:

@@ -188,8 +188,11 @@ def test_command_line_analyse(data, tmp_path, capsys):
     out, recomputed = tmp_path / "profile.csv", tmp_path / "recomputed.csv"
     assert main(["analyse", str(model_dir), str(tmp_path / "curve.txt"), "--out", str(out),
                  "--recomputed", str(recomputed)]) == 0
-    fit = json.loads(capsys.readouterr().out)
+    said = capsys.readouterr()
+    fit = json.loads(said.out)
     assert fit["points"] == q.size and fit["chi2_reduced"] >= 0
+    # The default film against a model of a simpler prior: judged, and the verdict said on stderr.
+    assert 0 <= fit["prior_outside_fraction"] <= 1 and "the model's prior" in said.err
     assert np.loadtxt(out, delimiter=",", skiprows=1).shape == (len(meta["z"]), 2)
     assert np.loadtxt(recomputed, delimiter=",", skiprows=1).shape == (q.size, 2)
     # A curve that does not cover the model's Q range: one line, exit 2.

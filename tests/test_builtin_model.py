@@ -159,7 +159,7 @@ def test_a_first_time_user_sees_the_built_in_model_and_analyses_a_curve_with_it(
     [model_box] = [s for s in at.selectbox if s.label == "Model"]
     assert "built-in" in model_box.options[0] and "default prior only" in model_box.options[0]
     assert any("Built-in model: Trained on synthetic curves of the default prior only" in c.value for c in at.caption)
-    assert not any(b.key and b.key.startswith("delete_model") for b in at.button)  # never deletable
+    assert not any(b.key and b.key.startswith("manage_delete_model") for b in at.button)  # never deletable
     assert any("Upload a measured curve first" in i.value for i in at.info)
 
     meta = ModelMeta.read(SHIPPED)  # a curve of the default film, as a user would upload it
@@ -172,8 +172,10 @@ def test_a_first_time_user_sees_the_built_in_model_and_analyses_a_curve_with_it(
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
     assert {"Reduced χ²", "Points"} <= {m.label for m in at.metric}
+    assert any("Inside the model's prior: 0.0% of its" in s.value for s in at.success)  # its own kind of curve
     next(b for b in at.button if b.label == "Save to history").click().run()
     [saved] = [r for r in history.list_records(LOCAL_USER) if r["kind"] == "analysis"]
+    assert saved["summary"]["prior_outside_fraction"] == 0.0
     assert saved["params"]["model_record"] == "builtin:default_prior"
     assert snapshot(SHIPPED) == before  # read-only: nothing written into the package
     assert not list(SHIPPED.parent.glob(".*"))

@@ -12,6 +12,7 @@ import numpy as np
 
 from reflect_core.accounts.access import User, validate_username
 from reflect_core.analysis.fit.stats import chi2_reduced
+from reflect_core.analysis.prior_check import PriorCheck, check_prior
 from reflect_core.base.errors import ReflectError
 from reflect_core.base.storage import atomic_write_bytes, data_dir
 from reflect_core.formats.curves import (
@@ -45,6 +46,7 @@ class Analysis:
     r: np.ndarray  # R recomputed from the profile at q
     agreement: dict
     notes: tuple[str, ...] = ()  # how the curve was brought onto the model's Q grid (cropped, padded)
+    prior: PriorCheck | None = None  # whether the curve lies among the model's training curves
 
 
 def has_own_resolution(curve: Curve) -> bool:
@@ -127,7 +129,8 @@ def analyse_with_model(model_dir, curve: Curve) -> Analysis:
     model, meta = load_model(model_dir)
     matched = curves_on_model_grid(np.stack([np.stack([curve.q, curve.r])]), meta.q, meta.dq, resample=True)
     sld = apply_model(model, meta, matched.r)[0]
-    return replace(analyse(sld[0], sld[1], curve, meta.dq, meta.beam_from), notes=matched.notes)
+    return replace(analyse(sld[0], sld[1], curve, meta.dq, meta.beam_from), notes=matched.notes,
+                   prior=check_prior(model_dir, matched.r[0]))
 
 
 def save_analysis(user: User, name: str, analysis: Analysis, measured_name: str, measured: Curve,
@@ -144,7 +147,10 @@ def save_analysis(user: User, name: str, analysis: Analysis, measured_name: str,
     atomic_write_bytes(folder / RECOMPUTED_FILE,
                        csv_text(["Q (Å^-1)", "R recomputed"], [analysis.q, analysis.r]).encode())
     params = {"model_record": model_record["id"], "model_name": model_record["name"], "curve": measured_name}
-    return history.add(user, "analysis", name, params, {"agreement": analysis.agreement}, files=relative)
+    summary = {"agreement": analysis.agreement}
+    if analysis.prior is not None and analysis.prior.outside_fraction is not None:
+        summary["prior_outside_fraction"] = analysis.prior.outside_fraction
+    return history.add(user, "analysis", name, params, summary, files=relative)
 
 
 def load_saved(files_dir: Path) -> tuple[Curve, Analysis] | None:
