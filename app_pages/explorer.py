@@ -33,7 +33,7 @@ from reflect_core.uploads import UploadError, validate_upload
 from reflect_core.viz.figures import reflectivity_figure, sld_figure
 from ui import film_editor, workspace
 from ui.materials import film_text_builder, materials_panel
-from ui.overlay import choose_overlay, render_agreement
+from ui.overlay import chosen_overlay, overlay_selector, render_agreement
 from ui.session import current_limits, current_user
 from ui.state import keep, remembered, seed
 
@@ -199,27 +199,38 @@ def compute(values: dict) -> dict | None:
                 instrument=dict(dq=settings.dq, background=values["background"], scale=values["scale"]))
 
 
-def draw(last: dict, values: dict) -> None:
+def plot_options(names: list[str], q_c: float | None) -> None:
+    """The plot choices and the overlay selector, above the charts but sent after them."""
     row = st.container(horizontal=True, vertical_alignment="center")
-    if remembered("plot") not in PLOTS:  # a kept value from an older version
-        keep("plot", "R")
-    plot = keep("plot", row.radio("Plot", list(PLOTS), key=seed("plot", "R"), horizontal=True,
-                                   format_func=PLOTS.get, label_visibility="collapsed",
-                                   help="R·Q⁴ and R/R_F remove the Fresnel decay; R_F is the bare backing's "
-                                        "reflectivity (no film, sharp) with the same resolution."))
-    log_q = keep("log_q", row.toggle("log Q", key=seed("log_q", False), help="A logarithmic Q axis."))
-    q_c = critical_q(last["film"])
+    row.radio("Plot", list(PLOTS), key="plot", horizontal=True, format_func=PLOTS.get, label_visibility="collapsed",
+              help="R·Q⁴ and R/R_F remove the Fresnel decay; R_F is the bare backing's reflectivity (no film, "
+                   "sharp) with the same resolution.")
+    row.toggle("log Q", key="log_q", help="A logarithmic Q axis.")
     row.caption(f"Critical edge Q_c = **{q_c:.4g} Å⁻¹** (4√(πΔρ), the backing against the incident medium)"
                 if q_c is not None else "No critical edge: the backing's SLD is not above the incident medium's.",
                 width="content")
-    measured = choose_overlay(current_user())
+    overlay_selector(current_user(), names)
+
+
+def draw(last: dict, values: dict) -> None:
+    options = st.container()  # filled after the charts: the browser redraws them first
+    if remembered("plot") not in PLOTS:  # a kept value from an older version
+        keep("plot", "R")
+    plot = keep("plot", st.session_state[seed("plot", "R")])
+    log_q = keep("log_q", st.session_state[seed("log_q", False)])
+    names, measured = chosen_overlay(current_user())
+    q_c = critical_q(last["film"])
     left, right = st.columns(2)
     film_now = last["film"]
-    left.plotly_chart(reflectivity_figure(
+    reflectivity = reflectivity_figure(
         last["curves"], rq4=plot == "RQ4", log_q=log_q, q_c=q_c, data=measured,
-        fresnel=(lambda q: fresnel_reflectivity(film_now, q, last["instrument"]["dq"])) if plot == "RF" else None),
-        key="explorer_reflectivity")
-    right.plotly_chart(sld_figure(last["z"], last["sld"], last["isld"]), key="explorer_sld")
+        fresnel=(lambda q: fresnel_reflectivity(film_now, q, last["instrument"]["dq"])) if plot == "RF" else None)
+    # Styled by their own template (viz.figures.APP_TEMPLATE, Streamlit's look) without Streamlit's theming
+    # pass in the browser on every redraw.
+    left.plotly_chart(reflectivity, key="explorer_reflectivity", theme=None)
+    right.plotly_chart(sld_figure(last["z"], last["sld"], last["isld"]), key="explorer_sld", theme=None)
+    with options:
+        plot_options(names, q_c)
     if measured is not None:
         render_agreement(last["film"], measured, **last["instrument"])
     # Under the charts: what the slab model approximates here (not the first thing a newcomer reads).

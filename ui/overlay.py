@@ -21,30 +21,37 @@ _PARSED = "explorer_overlay_parsed"  # {name: Curve}: each stored file is read o
 _LABELS = "explorer_overlay_labels"  # {name: label}: read once per session, not on every edit
 
 
-def choose_overlay(user: User) -> Curve | None:
-    """The chosen measured curve (None: none chosen, none uploaded, or unreadable, said here)."""
+def chosen_overlay(user: User) -> tuple[list[str], Curve | None]:
+    """The user's curve names and the one chosen in the selector (None: none chosen or unreadable, said
+    here). Read before the selector is drawn, so the charts can go to the browser first."""
     names = user_curves.curves(user)
-    if not names:
-        st.caption("To overlay a measured curve and see its χ² against this film, upload one on the "
-                   "'Models and data' page.")
-        return None
     if remembered(KEY) not in names:
         keep(KEY, None)
-    name = keep(KEY, st.selectbox("Overlay a measured curve", names, index=None, key=seed(KEY, None),
-                                  placeholder="none: the film alone",
-                                  format_func=lambda n: _label(user, n),
-                                  help="Its points with error bars on the chart, and how well this film explains "
-                                       "them (χ² at the data's own Q points and resolution)."))
+    seed(KEY, None)
+    if st.session_state[KEY] not in names:  # deleted since it was chosen
+        st.session_state[KEY] = None
+    name = keep(KEY, st.session_state[KEY])
     if name is None:
-        return None
+        return names, None
     parsed = st.session_state.setdefault(_PARSED, {})
     if name not in parsed:
         try:
             parsed[name] = user_curves.load_curve(user, name)
         except (ReflectError, OSError) as exc:
             st.error(f"{name} cannot be overlaid: {exc}")
-            return None
-    return parsed[name]
+            return names, None
+    return names, parsed[name]
+
+
+def overlay_selector(user: User, names: list[str]) -> None:
+    if not names:
+        st.caption("To overlay a measured curve and see its χ² against this film, upload one on the "
+                   "'Models and data' page.")
+        return
+    keep(KEY, st.selectbox("Overlay a measured curve", names, index=None, key=KEY, placeholder="none: the film alone",
+                           format_func=lambda n: _label(user, n),
+                           help="Its points with error bars on the chart, and how well this film explains them "
+                                "(χ² at the data's own Q points and resolution)."))
 
 
 def forget_labels() -> None:
