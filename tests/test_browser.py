@@ -386,7 +386,8 @@ def test_bad_train_input_keeps_the_runs_and_delete_asks_first(server, browser, d
     page.get_by_text("You have no uploaded training arrays").wait_for(timeout=30_000)
     # Train is disabled (every copy: Streamlit keeps a hidden one of a form's button).
     page.wait_for_function("() => { const b = [...document.querySelectorAll("
-                           "'[data-testid=stBaseButton-primaryFormSubmit]')].filter(x => x.innerText.trim() === 'Train');"
+                           "'[data-testid=stBaseButton-primaryFormSubmit]')]"
+                           ".filter(x => x.innerText.trim() === 'Train');"
                            " return b.length > 0 && b.every(x => x.disabled); }", timeout=30_000)
     page.get_by_text("3. Runs").first.wait_for(state="visible")
     page.wait_for_function("() => [...document.querySelectorAll('[data-testid=stSelectbox]')].some("
