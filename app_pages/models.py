@@ -27,6 +27,7 @@ from reflect_core.formats.curves import csv_text
 from reflect_core.ml.builtin import BuiltinModel, builtin_models
 from reflect_core.ml.meta import ModelMeta
 from reflect_core.ml.predict import PredictError
+from reflect_core.ml.uncertainty import BandError, band_of
 from reflect_core.store import records, user_curves, user_files
 from reflect_core.store.user_files import human_bytes
 from reflect_core.uploads import UploadError, validate_upload
@@ -120,6 +121,17 @@ def curve_row(name: str):
                   f"Q {curve.q.min():.4g}–{curve.q.max():.4g} Å⁻¹"
                   + (f" · with {' and '.join(extras)}" if extras else ""))
     return curve
+
+
+def band_caption(model_dir: Path) -> str:
+    """What the uncertainty band drawn on a prediction is, or why there is none."""
+    try:
+        meta = ModelMeta.read(model_dir)
+        band = band_of(meta.metrics, meta.z.size)
+    except (ReflectError, BandError) as exc:
+        return f"No uncertainty band: {exc}."
+    return band.describe() if band is not None else (
+        "No uncertainty band: this model was trained before bands were kept (train it again for one), or imported.")
 
 
 def card_caption(model_dir: Path) -> str:
@@ -320,6 +332,7 @@ with predict_tab:
                   else f"the model's dQ/Q = {100 * model_dq:.3g} % FWHM (the file has no dQ column)."))
     for note in result.notes:
         st.caption(f"Q range: {note}.")
+    st.caption(band_caption(model_dir))
     fit = result.agreement
     c = st.columns(5)
     c[0].metric("Misfit (decades)", f"{fit['median_decades']:.3f}" if fit["median_decades"] is not None
@@ -341,7 +354,7 @@ with predict_tab:
         curves.append((f"× {fit['scale']:.3g} + {fit['background']:.2e} (fitted scale, background)", result.q,
                        fit["scale"] * result.r + fit["background"]))
     c = st.columns(2)
-    c[0].plotly_chart(sld_figure(result.z, result.sld, label="predicted SLD"))
+    c[0].plotly_chart(sld_figure(result.z, result.sld, label="predicted SLD", band=result.band))
     c[1].plotly_chart(reflectivity_figure(curves, rq4=rq4, data=curve))
     c = st.columns([2, 1, 1])
     name = c[0].text_input("Analysis name", value=f"{stem} · {record['name']}"[:80], max_chars=80)

@@ -1,6 +1,6 @@
 """Training with a measurement's noise: does it help on noisy curves, and what does it cost on clean ones?
 
-Run from the repository root:  .venv/bin/python bench/bench_noise.py [--n 5000] [--epochs 15]
+Run from the repository root:  .venv/bin/python bench/bench_noise.py [--n 5000] [--epochs 25]
                                     [--curve ../shared/data/REFL_212592_reduced.txt]
 
 Two networks with the same prior (the default film), architecture, schedule and seeds, on the measured
@@ -60,7 +60,7 @@ def test_set(q: dict, noise: dict | None, folder: Path) -> tuple[np.ndarray, np.
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=5000, help="training curves")
-    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--epochs", type=int, default=25)  # the Train page's default
     parser.add_argument("--curve", type=Path, default=DEFAULT_CURVE, help="the measured curve whose noise to use")
     args = parser.parse_args(argv)
     q, noise = file_settings(args.curve)

@@ -113,7 +113,23 @@ def cmd_train(args) -> None:
 
 def cmd_predict(args) -> None:
     nr = load_npy(args.nr, "curves")
-    _write_npy(args.out, predict(args.model_dir, nr, resample=args.resample))
+    profiles = predict(args.model_dir, nr, resample=args.resample)
+    if args.band:  # refused before anything is written when the model has no band
+        from reflect_core.ml.meta import ModelMeta
+        from reflect_core.ml.uncertainty import LEVELS, BandError, band_of
+
+        meta = ModelMeta.read(args.model_dir)
+        try:
+            band = band_of(meta.metrics, meta.z.size)
+        except BandError as exc:
+            raise CliError(f"{args.model_dir}: {exc}") from None
+        if band is None:
+            raise CliError(f"{args.model_dir} has no uncertainty band (trained before bands were kept, or "
+                           "imported): train it again for one")
+        rows = [profiles[:, 0]] + [bound for level in LEVELS for bound in band.around(profiles[:, 1], level)]
+        _write_npy(args.band, np.stack(rows, axis=1).astype(np.float32))
+        print(band.describe(), file=sys.stderr)
+    _write_npy(args.out, profiles)
 
 
 def cmd_analyse(args) -> None:
@@ -128,7 +144,8 @@ def cmd_analyse(args) -> None:
     result = analyse_with_model(args.model_dir, curve.content)
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
-    _write(args.out, csv_text(["z", "sld"], [result.z, result.sld]))
+    band = result.band or {}  # the uncertainty band's columns when the model has one
+    _write(args.out, csv_text(["z", "sld", *band], [result.z, result.sld, *band.values()]))
     if args.recomputed:
         _write(args.recomputed, csv_text(["Q", "R"], [result.q, result.r]))
     from reflect_core.analysis.verdicts import fit_verdict
@@ -230,6 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--nr", required=True, help="curves .npy, shape (N, 2, L) with rows [Q, R]")
     pred.add_argument("--out", required=True, help="output .npy, shape (N, 2, M) with rows [z, SLD]")
     pred.add_argument("--resample", action="store_true", help="interpolate curves on another Q grid onto the model's")
+    pred.add_argument("--band", help="also write the uncertainty band: .npy of shape (N, 5, M) with rows "
+                                     "[z, lo68, hi68, lo95, hi95] (10⁻⁶ Å⁻²)")
     pred.set_defaults(run=cmd_predict)
 
     ana = sub.add_parser("analyse", help="profile of a measured curve with a saved model, and how well the NR "

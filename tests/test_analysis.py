@@ -168,6 +168,10 @@ def test_save_from_the_models_page_and_view_it_in_history(data):
     [saved] = [r for r in history.list_records(LOCAL_USER) if r["kind"] == "analysis"]
     assert saved["params"]["model_record"] == model["id"] and saved["params"]["curve"] == "sample.txt"
     assert saved["summary"]["agreement"]["points"] == q.size
+    kept = load_saved(record_dir(saved))[1]  # the profile with the model's uncertainty band, read back
+    assert set(kept.band) == {"lo68", "hi68", "lo95", "hi95"}
+    assert np.all(kept.band["lo95"] <= kept.band["lo68"]) and np.all(kept.band["lo68"] <= kept.sld + 1e-9)
+    assert "band 68 % interval" in figures_for(saved, record_dir(saved))["sld_profile"].to_json()
 
     at.switch_page("app_pages/history.py").run()
     at.multiselect(key="history_selected").set_value([saved["id"]]).run()
@@ -193,7 +197,11 @@ def test_command_line_analyse(data, tmp_path, capsys):
     assert fit["points"] == q.size and fit["chi2_reduced"] >= 0
     # The default film against a model of a simpler prior: judged, and the verdict said on stderr.
     assert 0 <= fit["prior_outside_fraction"] <= 1 and "the model's prior" in said.err
-    assert np.loadtxt(out, delimiter=",", skiprows=1).shape == (len(meta["z"]), 2)
+    # z, sld and the model's uncertainty band (lo68, hi68, lo95, hi95)
+    assert open(out).readline().strip() == "z,sld,lo68,hi68,lo95,hi95"
+    profile = np.loadtxt(out, delimiter=",", skiprows=1)
+    assert profile.shape == (len(meta["z"]), 6)
+    assert np.all(profile[:, 4] <= profile[:, 2]) and np.all(profile[:, 2] <= profile[:, 1])
     assert np.loadtxt(recomputed, delimiter=",", skiprows=1).shape == (q.size, 2)
     # A curve that does not cover the model's Q range: one line, exit 2.
     (tmp_path / "short.txt").write_text(csv_text(["Q", "R"], [q[10:], r[10:]]))

@@ -347,6 +347,9 @@ def test_broken_curve_and_model_show_an_error_with_delete_and_the_page_still_wor
     assert curve_box.options == [good]
     assert {"Reduced χ²", "Points"} <= {m.label for m in at.metric}
     assert next(m for m in at.metric if m.label == "Points").value == str(q.size)
+    # The predicted profile carries the model's uncertainty band, with what it covers said under it.
+    assert any("band 68 % interval" in chart.proto.spec for chart in at.get("plotly_chart"))
+    assert any("split conformal" in c.value and "covers" in c.value for c in at.caption)
 
     at.button(key=f"manage_delete_curve_{broken}").click().run()  # asks first
     assert any("Delete curve 'broken.txt'?" in w.value and "cannot be undone" in w.value for w in at.warning)

@@ -19,6 +19,7 @@ from reflect_core.jobs.runfiles import load_state
 from reflect_core.ml.evaluation import recomputed_nr
 from reflect_core.ml.meta import META, ModelLoadError, ModelMeta
 from reflect_core.ml.predict import predict
+from reflect_core.ml.uncertainty import BandError, band_of
 from reflect_core.store.bundles import directory_size, zip_directory
 from reflect_core.store.hub import model_card
 from reflect_core.store.records import MODEL_FOLDER
@@ -86,8 +87,16 @@ def _test_curve_views(run_dir: Path, model_dir: Path, data_dir: Path, meta: Mode
                            key=f"curve_{run_dir.name}")
     r_pred = recomputed_nr(z, sld_pred[pick][None], q, meta.dq, meta.beam_from)[0]
     left, right = st.columns(2)
-    left.plotly_chart(profile_comparison_figure(z, [("ground truth", sld_true[pick]), ("predicted", sld_pred[pick])]),
+    try:
+        band = band_of(meta.metrics, z.size)
+    except BandError as exc:
+        band = None
+        st.caption(f"No uncertainty band: {exc}.")
+    left.plotly_chart(profile_comparison_figure(z, [("ground truth", sld_true[pick]), ("predicted", sld_pred[pick])],
+                                                band=band.bounds(sld_pred[pick]) if band is not None else None),
                       key=f"profile_{run_dir.name}")
+    if band is not None:
+        st.caption(band.describe())
     right.plotly_chart(reflectivity_figure([("recomputed from predicted profile", q, r_pred)],
                                            data=Curve(q=q, r=nr[pick, 1])), key=f"nr_{run_dir.name}")
     left, right = st.columns(2)

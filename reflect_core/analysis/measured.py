@@ -27,6 +27,7 @@ from reflect_core.formats.curves import (
 from reflect_core.ml.evaluation import LOG_FLOOR, recomputed_nr
 from reflect_core.ml.model_store import load_model
 from reflect_core.ml.predict import apply_model, curves_on_model_grid
+from reflect_core.ml.uncertainty import BandError, band_of
 from reflect_core.physics.film import Film
 from reflect_core.physics.simulate import CurveSettings, film_reflectivity
 from reflect_core.store import history
@@ -35,6 +36,7 @@ from reflect_core.uploads.curves import measured_curve
 
 RESULTS = FOLDER_PARTS[2]  # the record's folder part that holds the measured curve and the CSVs
 PROFILE_FILE, RECOMPUTED_FILE = "profile.csv", "recomputed.csv"
+BAND_COLUMNS = ("lo68", "hi68", "lo95", "hi95")
 MEASURED_STEM = "measured"
 
 
@@ -47,6 +49,7 @@ class Analysis:
     agreement: dict
     notes: tuple[str, ...] = ()  # how the curve was brought onto the model's Q grid (cropped, padded)
     prior: PriorCheck | None = None  # whether the curve lies among the model's training curves
+    band: dict | None = None  # the network's uncertainty band on z: lo68, hi68, lo95, hi95 (ml.uncertainty)
 
 
 def has_own_resolution(curve: Curve) -> bool:
@@ -129,8 +132,13 @@ def analyse_with_model(model_dir, curve: Curve) -> Analysis:
     model, meta = load_model(model_dir)
     matched = curves_on_model_grid(np.stack([np.stack([curve.q, curve.r])]), meta.q, meta.dq, resample=True)
     sld = apply_model(model, meta, matched.r)[0]
+    try:
+        stored = band_of(meta.metrics, meta.z.size)
+    except BandError:  # a damaged band in model.json: the profile still stands (pages say why it has none)
+        stored = None
+    band = None if stored is None else stored.bounds(sld[1])
     return replace(analyse(sld[0], sld[1], curve, meta.dq, meta.beam_from), notes=matched.notes,
-                   prior=check_prior(model_dir, matched.r[0]))
+                   prior=check_prior(model_dir, matched.r[0]), band=band)
 
 
 def save_analysis(user: User, name: str, analysis: Analysis, measured_name: str, measured: Curve,
@@ -142,8 +150,11 @@ def save_analysis(user: User, name: str, analysis: Analysis, measured_name: str,
     folder = data_dir() / relative / RESULTS
     folder.mkdir(parents=True)
     atomic_write_bytes(folder / f"{MEASURED_STEM}.csv", canonical_text(measured.sorted()).encode())
-    atomic_write_bytes(folder / PROFILE_FILE,
-                       csv_text(["z (Å)", "SLD (1e-6 Å^-2)"], [analysis.z, analysis.sld]).encode())
+    columns, values = ["z (Å)", "SLD (1e-6 Å^-2)"], [analysis.z, analysis.sld]
+    if analysis.band is not None:  # the network's uncertainty band beside the profile
+        columns += [f"{key} (1e-6 Å^-2)" for key in BAND_COLUMNS]
+        values += [analysis.band[key] for key in BAND_COLUMNS]
+    atomic_write_bytes(folder / PROFILE_FILE, csv_text(columns, values).encode())
     atomic_write_bytes(folder / RECOMPUTED_FILE,
                        csv_text(["Q (Å^-1)", "R recomputed"], [analysis.q, analysis.r]).encode())
     params = {"model_record": model_record["id"], "model_name": model_record["name"], "curve": measured_name}
@@ -164,11 +175,12 @@ def load_saved(files_dir: Path) -> tuple[Curve, Analysis] | None:
         recomputed = np.loadtxt(folder / RECOMPUTED_FILE, delimiter=",", skiprows=1, ndmin=2)
     except (IndexError, OSError, ValueError, ReflectError):
         return None
-    if (profile.shape[1] != 2 or recomputed.shape != (curve.q.size, 2) or curve.r is None
-            or not np.allclose(recomputed[:, 0], curve.q, rtol=1e-8)):
+    if (profile.shape[1] not in (2, 2 + len(BAND_COLUMNS)) or recomputed.shape != (curve.q.size, 2)
+            or curve.r is None or not np.allclose(recomputed[:, 0], curve.q, rtol=1e-8)):
         return None
+    band = dict(zip(BAND_COLUMNS, profile[:, 2:].T)) if profile.shape[1] > 2 else None
     return curve, Analysis(profile[:, 0], profile[:, 1], recomputed[:, 0], recomputed[:, 1],
-                           agreement(curve, recomputed[:, 1]))
+                           agreement(curve, recomputed[:, 1]), band=band)
 
 
 def _saved_curve(path: Path) -> Curve:

@@ -39,6 +39,7 @@ from reflect_core.ml.model_store import save_model
 from reflect_core.ml.models import parameter_count
 from reflect_core.ml.spec import ArraySource, TrainSpec
 from reflect_core.ml.training import CHECKPOINT, Trainer
+from reflect_core.ml.uncertainty import calibrate
 
 
 def train_on_arrays(nr: np.ndarray, sld: np.ndarray, spec: TrainSpec, model_dir: Path, reporter,
@@ -62,6 +63,9 @@ def train_on_arrays(nr: np.ndarray, sld: np.ndarray, spec: TrainSpec, model_dir:
     train_mean = sld[trainer.splits["train"].index, 1].mean(axis=0)
     metrics = evaluate(pred, sld[test.index, 1], train_mean, nmse, nr[test.index, 1], trainer.q, trainer.z,
                        spec.dataset.dq, spec.beam_from)
+    val = trainer.splits["val"]
+    pred_val = trainer.normalizer.sld_back(trainer.predict_normalized(val.x).numpy())
+    metrics["band"] = calibrate(pred_val, sld[val.index, 1], pred, sld[test.index, 1]).to_dict()
     reporter.phase("saving")
     meta = ModelMeta(
         model=spec.model, training=spec.training, prior=spec.prior, beam_from=spec.beam_from,

@@ -104,8 +104,24 @@ def _log_ticks(arrays) -> dict:
     return dict(tickmode="array", tickvals=ticks, ticktext=[f"{t:g}" for t in ticks])
 
 
-def sld_figure(z: np.ndarray, sld: np.ndarray, isld: np.ndarray | None = None, label: str = "SLD") -> go.Figure:
-    traces = [go.Scatter(x=z, y=sld, mode="lines", name=label)]
+def band_traces(z: np.ndarray, band, what: str) -> list[go.Scatter]:
+    """The 95 % and 68 % intervals of ``band`` (a mapping with lo95, hi95, lo68, hi68 on ``z``) as
+    fills, widest first, named "<what> 95 % interval" and so on."""
+    traces = []
+    for lo, hi, opacity, level in (("lo95", "hi95", 0.18, "95 %"), ("lo68", "hi68", 0.35, "68 %")):
+        traces.append(go.Scatter(x=z, y=np.asarray(band[lo], float), mode="lines", line=dict(width=0),
+                                 showlegend=False, hoverinfo="skip", legendgroup=level))
+        traces.append(go.Scatter(x=z, y=np.asarray(band[hi], float), mode="lines", line=dict(width=0),
+                                 fill="tonexty", fillcolor=f"rgba(31, 119, 180, {opacity})",
+                                 name=f"{what} {level} interval", legendgroup=level))
+    return traces
+
+
+def sld_figure(z: np.ndarray, sld: np.ndarray, isld: np.ndarray | None = None, label: str = "SLD",
+               band=None) -> go.Figure:
+    """An SLD profile; with ``band`` (lo68, hi68, lo95, hi95 on ``z``), the network's uncertainty band."""
+    traces = (band_traces(z, band, "band") if band is not None else []) + [
+        go.Scatter(x=z, y=sld, mode="lines", name=label)]
     if isld is not None and np.any(isld != 0):
         traces.append(go.Scatter(x=z, y=isld, mode="lines", name="iSLD (absorption)", line=dict(dash="dot")))
     return _figure(traces, Z_LABEL, SLD_LABEL)
@@ -120,9 +136,11 @@ def loss_figure(train: list, val: list) -> go.Figure:
                    x_axis=dict(tick0=1, dtick=max(1, -(-len(epochs) // 10))))  # whole epochs only
 
 
-def profile_comparison_figure(z: np.ndarray, profiles: list[tuple[str, np.ndarray]]) -> go.Figure:
-    return _figure([go.Scatter(x=z, y=sld, mode="lines", name=label, line=dict(dash="dash" if i else "solid"))
-                    for i, (label, sld) in enumerate(profiles)], Z_LABEL, SLD_LABEL)
+def profile_comparison_figure(z: np.ndarray, profiles: list[tuple[str, np.ndarray]], band=None) -> go.Figure:
+    """Profiles on one z grid; with ``band`` (lo68, hi68, lo95, hi95), the network's uncertainty band."""
+    return _figure((band_traces(z, band, "band") if band is not None else [])
+                   + [go.Scatter(x=z, y=sld, mode="lines", name=label, line=dict(dash="dash" if i else "solid"))
+                      for i, (label, sld) in enumerate(profiles)], Z_LABEL, SLD_LABEL)
 
 
 def parity_figure(true: np.ndarray, pred: np.ndarray, max_points: int = 20000) -> go.Figure:

@@ -15,7 +15,7 @@ from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from reflect_core.formats.orso_out import fitted_column, fitted_name
-from reflect_core.viz.figures import Q_LABEL, SLD_LABEL, Z_LABEL, _layout
+from reflect_core.viz.figures import Q_LABEL, SLD_LABEL, Z_LABEL, _layout, band_traces
 
 COLOURS = qualitative.Plotly
 VIEWS = ("R", "RQ4", "both")
@@ -90,12 +90,7 @@ def fit_profile_figure(z: np.ndarray, sld: np.ndarray, band: Mapping | None = No
     fig = go.Figure()
     if band:
         bz = np.asarray(band["z"], dtype=float)
-        for lo, hi, opacity, what in (("lo95", "hi95", 0.18, "95 %"), ("lo68", "hi68", 0.35, "68 %")):
-            fig.add_trace(go.Scatter(x=bz, y=np.asarray(band[lo], float), mode="lines", line=dict(width=0),
-                                     showlegend=False, hoverinfo="skip", legendgroup=what))
-            fig.add_trace(go.Scatter(x=bz, y=np.asarray(band[hi], float), mode="lines", line=dict(width=0),
-                                     fill="tonexty", fillcolor=f"rgba(31, 119, 180, {opacity})",
-                                     name=f"MCMC {what} interval", legendgroup=what))
+        fig.add_traces(band_traces(bz, band, "MCMC"))
         fig.add_trace(go.Scatter(x=bz, y=np.asarray(band["median"], float), mode="lines", name="MCMC median",
                                  line=dict(color="rgb(31, 119, 180)", dash="dash")))
     fig.add_trace(go.Scatter(x=z, y=sld, mode="lines", name=label, line=dict(color="black", width=2)))

@@ -18,6 +18,7 @@ from reflect_core.jobs.runfiles import load_state
 from reflect_core.ml.evaluation import recomputed_nr
 from reflect_core.ml.meta import ModelLoadError, ModelMeta
 from reflect_core.ml.predict import predict
+from reflect_core.ml.uncertainty import BandError, band_of
 from reflect_core.physics.film import film_from_dict
 from reflect_core.physics.simulate import (
     PYREFLECT_DQ,
@@ -79,8 +80,13 @@ def training_figures(record: dict, run_dir: Path) -> dict[str, go.Figure]:
         return figures  # the arrays are not kept with this run (or a bundle without them): the losses only
     r_pred = recomputed_nr(meta.z, sld_pred[:1], meta.q, meta.dq, meta.beam_from)[0]
     figures["parity_test_set"] = parity_figure(sld_true, sld_pred)
-    figures["test_curve_1_profile"] = profile_comparison_figure(meta.z, [("ground truth", sld_true[0]),
-                                                                         ("predicted", sld_pred[0])])
+    try:
+        band = band_of(meta.metrics, meta.z.size)
+    except BandError:
+        band = None  # a damaged band: the profiles without it
+    figures["test_curve_1_profile"] = profile_comparison_figure(
+        meta.z, [("ground truth", sld_true[0]), ("predicted", sld_pred[0])],
+        band=band.bounds(sld_pred[0]) if band is not None else None)
     figures["test_curve_1_reflectivity"] = reflectivity_figure(
         [("recomputed from the predicted profile", meta.q, r_pred)], data=Curve(q=meta.q, r=nr[0, 1]))
     return figures
@@ -91,7 +97,7 @@ def analysis_figures(files_dir: Path) -> dict[str, go.Figure]:
     if saved is None:
         return {}
     curve, analysis = saved
-    return {"sld_profile": sld_figure(analysis.z, analysis.sld, label="predicted SLD"),
+    return {"sld_profile": sld_figure(analysis.z, analysis.sld, label="predicted SLD", band=analysis.band),
             "reflectivity": reflectivity_figure([("recomputed from the predicted profile", analysis.q, analysis.r)],
                                                 data=curve)}
 
