@@ -50,6 +50,7 @@ from dataclasses import replace  # noqa: E402
 # run gives the same SHA-256 with and without).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from reflect_core.base.job_protocol import PrintReporter  # noqa: E402
@@ -165,6 +166,24 @@ def _row(label: str, scores: dict) -> str:
             f"{scores['nr_decades_median']:.3f} |")
 
 
+def _band_section(metrics: dict) -> str:
+    """The card's paragraph on the uncertainty band drawn on every prediction (none: an empty line)."""
+    band = metrics.get("band")
+    if not band:
+        return ""
+    widths = {level: np.asarray(band[f"halfwidth_{level}"]) for level in (68, 95)}
+    return f"""
+## Uncertainty band
+
+Every predicted profile carries a band (split conformal, per depth, calibrated on the
+{band['n_calibration']:,} validation curves; `scripts/calibrate_band.py`). On the test curves the 68 % band
+covers {100 * band['test_coverage_68']:.1f} % of the true profiles' points and the 95 % band
+{100 * band['test_coverage_95']:.1f} %. Half-widths: 68 % median {np.median(widths[68]):.3f}, largest
+{widths[68].max():.3f}; 95 % median {np.median(widths[95]):.3f}, largest {widths[95].max():.3f} (10⁻⁶ Å⁻²).
+It holds for curves like the training ones only: outside the prior (the Predict tab says when) it does not.
+"""
+
+
 def model_card(meta: ModelMeta) -> str:
     """The README.md of a built-in model, every number taken from its ``model.json``."""
     source, m, d, t = meta.source, meta.metrics, meta.dataset, meta.training
@@ -237,7 +256,7 @@ from the profile and the input curve.
 | --- | --- | --- | --- | --- |
 {_row("model", m["model"])}
 {_row("baseline (mean profile)", m["baseline"])}
-
+{_band_section(m)}
 ## Use
 
 In the app: Models → Predict, with a measured curve that covers {q.min():.4g}–{q.max():.4g} Å⁻¹ (to

@@ -173,7 +173,7 @@ def test_a_first_time_user_sees_the_built_in_model_and_analyses_a_curve_with_it(
     assert not at.error, [e.value for e in at.error]
     assert {"Reduced χ²", "Points"} <= {m.label for m in at.metric}
     assert any("Inside the model's prior: 0.0% of its" in s.value for s in at.success)  # its own kind of curve
-    assert any("No uncertainty band: this model was trained before bands" in c.value for c in at.caption)
+    assert any("68 % band covers 68 %" in c.value for c in at.caption)  # its band, calibrated: 68.0 % on test
     next(b for b in at.button if b.label == "Save to history").click().run()
     [saved] = [r for r in history.list_records(LOCAL_USER) if r["kind"] == "analysis"]
     assert saved["summary"]["prior_outside_fraction"] == 0.0
