@@ -190,3 +190,12 @@ def test_every_user_of_a_shared_deployment_is_offered_it():
         assert not at.exception, at.exception
         [model_box] = [s for s in at.selectbox if s.label == "Model"]
         assert any("built-in" in option for option in model_box.options), model_box.options
+
+
+def test_a_measured_curve_outside_the_default_prior_is_called_extrapolation(data, shared_data_path):
+    user_curves.save_curve(LOCAL_USER, "REFL_212592.txt", shared_data_path.read_bytes())
+    at = models_page()
+    assert not at.exception, at.exception
+    warnings = [w.value for w in at.warning]
+    assert any("Outside the model's prior" in w and "extrapolating" in w for w in warnings), warnings
+    assert any("Does not explain the data" in w for w in warnings)  # and its χ² says the same

@@ -58,3 +58,17 @@ def test_no_error_bars_means_no_verdict_on_consistency():
     data = Curve(q=np.linspace(0.01, 0.2, 50), r=np.geomspace(1, 1e-5, 50))
     verdict = fit_verdict(agreement(data, data.r * 2))
     assert verdict.level == "unknown" and "no dR column" in verdict.text and "0.30 decades" in verdict.text
+
+
+def test_every_verdict_level_made_anywhere_has_an_icon_and_a_tone():
+    # A level without an icon crashed the Predict tab once ("extrapolating"): every Verdict("level", ...)
+    # written in the library must be one the page can draw.
+    import re
+
+    from conftest import ROOT
+
+    from ui.verdict import ICONS
+
+    made = {level for path in (ROOT / "reflect_core").rglob("*.py")
+            for level in re.findall(r'Verdict\("([a-z]+)"', path.read_text(encoding="utf-8"))}
+    assert made and made <= set(ICONS), made - set(ICONS)

@@ -9,7 +9,8 @@ from reflect_core.analysis.verdicts import Verdict
 
 ICONS = {"good": ":material/check_circle:", "consistent": ":material/check_circle:", "usable": ":material/info:",
          "unknown": ":material/help:", "weak": ":material/warning:", "close": ":material/warning:",
-         "useless": ":material/dangerous:", "inconsistent": ":material/dangerous:"}
+         "useless": ":material/dangerous:", "inconsistent": ":material/dangerous:",
+         "extrapolating": ":material/dangerous:"}
 
 
 def show_verdict(verdict: Verdict, where=st) -> None:
