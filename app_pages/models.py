@@ -20,10 +20,9 @@ import streamlit as st
 
 from reflect_core.accounts import rate_limit
 from reflect_core.accounts.limits import LimitError, check_upload_size
-from reflect_core.analysis.measured import analyse_with_model, has_own_resolution, save_analysis
+from reflect_core.analysis.measured import analyse_with_model, has_own_resolution, profile_csv, save_analysis
 from reflect_core.analysis.verdicts import fit_verdict, model_verdict
 from reflect_core.base.errors import ReflectError
-from reflect_core.formats.curves import csv_text
 from reflect_core.ml.builtin import BuiltinModel, builtin_models
 from reflect_core.ml.meta import ModelMeta
 from reflect_core.ml.predict import PredictError
@@ -358,8 +357,8 @@ with predict_tab:
     c[1].plotly_chart(reflectivity_figure(curves, rq4=rq4, data=curve))
     c = st.columns([2, 1, 1])
     name = c[0].text_input("Analysis name", value=f"{stem} · {record['name']}"[:80], max_chars=80)
-    c[1].download_button("Profile (CSV)", csv_text(["z (Å)", "SLD (1e-6 Å^-2)"], [result.z, result.sld]),
-                         file_name=f"{stem}_profile.csv", mime="text/csv")
+    c[1].download_button("Profile (CSV)", profile_csv(result), file_name=f"{stem}_profile.csv", mime="text/csv",
+                         help="z and SLD, with the uncertainty band's bounds when the model has one.")
     if c[2].button("Save to history", type="primary"):
         try:
             saved = save_analysis(user, name, result, curve_name, curve, record)

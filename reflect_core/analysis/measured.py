@@ -141,6 +141,15 @@ def analyse_with_model(model_dir, curve: Curve) -> Analysis:
                    prior=check_prior(model_dir, matched.r[0]), band=band)
 
 
+def profile_csv(analysis: Analysis) -> str:
+    """z and the predicted SLD, with the network's uncertainty band beside them when it has one."""
+    columns, values = ["z (Å)", "SLD (1e-6 Å^-2)"], [analysis.z, analysis.sld]
+    if analysis.band is not None:
+        columns += [f"{key} (1e-6 Å^-2)" for key in BAND_COLUMNS]
+        values += [analysis.band[key] for key in BAND_COLUMNS]
+    return csv_text(columns, values)
+
+
 def save_analysis(user: User, name: str, analysis: Analysis, measured_name: str, measured: Curve,
                   model_record: dict) -> dict:
     """Keep the measured curve (in the canonical form, as ``measured.csv``), the predicted
@@ -150,11 +159,7 @@ def save_analysis(user: User, name: str, analysis: Analysis, measured_name: str,
     folder = data_dir() / relative / RESULTS
     folder.mkdir(parents=True)
     atomic_write_bytes(folder / f"{MEASURED_STEM}.csv", canonical_text(measured.sorted()).encode())
-    columns, values = ["z (Å)", "SLD (1e-6 Å^-2)"], [analysis.z, analysis.sld]
-    if analysis.band is not None:  # the network's uncertainty band beside the profile
-        columns += [f"{key} (1e-6 Å^-2)" for key in BAND_COLUMNS]
-        values += [analysis.band[key] for key in BAND_COLUMNS]
-    atomic_write_bytes(folder / PROFILE_FILE, csv_text(columns, values).encode())
+    atomic_write_bytes(folder / PROFILE_FILE, profile_csv(analysis).encode())
     atomic_write_bytes(folder / RECOMPUTED_FILE,
                        csv_text(["Q (Å^-1)", "R recomputed"], [analysis.q, analysis.r]).encode())
     params = {"model_record": model_record["id"], "model_name": model_record["name"], "curve": measured_name}
