@@ -158,6 +158,11 @@ def main(argv=None) -> dict:
           f"(ratio {m['rmse'] / b['rmse']:.2f}); MAE {m['mae']:.4f} vs {b['mae']:.4f}; R^2 {m['r2']:.3f}; "
           f"NR from predicted profile, median |dlog10 R| {m['nr_decades_median']:.3f} vs baseline "
           f"{b['nr_decades_median']:.3f} decades")
+    band = metrics.get("band")
+    if band:  # calibrated on the validation split, measured on the test split (ml.uncertainty)
+        res["band_coverage"] = {level: band[f"test_coverage_{level}"] for level in (68, 95)}
+        print(f"uncertainty band on the test split: the 68 % band covers {100 * band['test_coverage_68']:.1f} %, "
+              f"the 95 % band {100 * band['test_coverage_95']:.1f} % of the true profiles' points")
     print(f"model: {params:,} parameters = {res['model_mb_fp32']:.2f} MB fp32 (weights file "
           f"{res['weights_file_mb']:.2f} MB)")
     print(f"load average (1, 5, 15 min) at start {', '.join(f'{x:.1f}' for x in load_start)}, at end "
