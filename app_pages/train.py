@@ -19,6 +19,8 @@ from reflect_core.formats.curves import matching_grid, noise_level
 from reflect_core.jobs import backends
 from reflect_core.ml import costs
 from reflect_core.ml.estimates import dataset_bytes, generation_seconds, model_size, training_seconds_apart
+from reflect_core.ml.recipes import ABOUT as RECIPES
+from reflect_core.ml.recipes import recipe
 from reflect_core.ml.settings import (
     ARCHITECTURES,
     OPTIMIZERS,
@@ -38,7 +40,7 @@ from ui.layout import wrapping_columns
 from ui.run_results import render_results
 from ui.session import current_limits, current_user, rate_limit_per_minute
 from ui.state import keep, remembered, seed
-from ui.train_form import SPEC_KEY, render_machine_cap, restore
+from ui.train_form import SPEC_KEY, apply_recipe, render_machine_cap, restore
 
 
 def number(where, label, key, default, **kwargs):
@@ -114,6 +116,31 @@ try:
     film, film_problem = film_editor.current_film(), None
 except FilmError as exc:
     film, film_problem = None, f"The explorer's film is not valid, so there is nothing to generate from: {exc}"
+
+
+
+def _use_recipe(name: str) -> None:
+    raw = recipe(name)
+    apply_recipe(raw)
+    over = [f"{what} {value:,} (limit {limit:,})" for what, value, limit in
+            (("curves", raw["dataset"]["n"], limits.curves), ("epochs", raw["training"]["epochs"], limits.epochs))
+            if value > limit]
+    st.session_state["train_recipe_note"] = (
+        f"Recipe '{name}': {raw['dataset']['n']:,} curves, {raw['training']['epochs']} epochs, batch "
+        f"{raw['training']['batch_size']}, network {raw['model']['layers']} blocks × {raw['model']['channels']} "
+        f"channels, dense {raw['model']['hidden']}. Your film, prior, Q grid and noise are unchanged."
+        + (f" Over this profile's limits, so held at them: {'; '.join(over)}." if over else ""))
+
+
+row = wrapping_columns([420, 200])
+chosen_recipe = row[0].selectbox("Start from a recipe (optional)", list(RECIPES), index=None, key="train_recipe",
+                                 format_func=lambda n: f"{n}: {RECIPES[n]}", placeholder="keep my settings",
+                                 help="Data size, network and schedule measured on the default prior "
+                                      "(bench/bench_training.py); the same files as examples/recipes/*.json "
+                                      "for the command line.")
+row[1].button("Use this recipe", disabled=chosen_recipe is None, on_click=_use_recipe, args=(chosen_recipe,))
+if note := st.session_state.pop("train_recipe_note", None):
+    st.info(note, icon=":material/info:")
 
 # --- dataset ---------------------------------------------------------------------------------------
 MAX_Q_POINTS = 20_000

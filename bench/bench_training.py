@@ -1,6 +1,6 @@
 """Time to a useful model: from pressing Train to a network that halves the baseline error.
 
-Run from the repository root:  .venv/bin/python bench/bench_training.py
+Run from the repository root:  .venv/bin/python bench/bench_training.py [--recipe quick|standard|gpu]
 
 "Useful" means a validation SLD RMSE at most half that of the mean-profile
 baseline (the mean training profile predicted for every curve). The job is the
@@ -35,6 +35,7 @@ from results_file import write_results  # noqa: E402
 from reflect_core.data.generate import SLD_FILE  # noqa: E402
 from reflect_core.ml.model_store import META, WEIGHTS  # noqa: E402
 from reflect_core.ml.pipeline import run_job  # noqa: E402
+from reflect_core.ml.recipes import recipe  # noqa: E402
 from reflect_core.ml.spec import TrainSpec  # noqa: E402
 from reflect_core.ml.training import split_indices  # noqa: E402
 
@@ -95,9 +96,11 @@ def print_curve(curve: list[dict], half: float, baseline: float) -> None:
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spec", type=str, default=None, help="a JSON spec instead of the app defaults")
+    parser.add_argument("--recipe", choices=("quick", "standard", "gpu"), default=None,
+                        help="a named recipe (examples/recipes/NAME.json) instead of the app defaults")
     parser.add_argument("--keep", type=str, default=None, help="keep the run directory here")
     args = parser.parse_args(argv)
-    raw_spec = json.loads(args.spec) if args.spec else DEFAULT_SPEC
+    raw_spec = json.loads(args.spec) if args.spec else recipe(args.recipe) if args.recipe else DEFAULT_SPEC
     spec = TrainSpec.parse(raw_spec)
     shown = spec.to_dict()
     shown["dataset"] = {k: v for k, v in shown["dataset"].items() if k != "prior"}

@@ -228,3 +228,23 @@ def test_a_damaged_run_does_not_take_the_page_down_and_can_be_deleted(app):
     next(b for b in app.button if b.label == "Yes, delete it").click().run()
     assert not app.exception, app.exception
     assert jobs.list_runs() == []
+
+
+def test_a_recipe_fills_size_network_and_schedule_and_keeps_the_film(app):
+    from reflect_core.ml.recipes import ABOUT, FOLDER, recipe
+
+    assert {p.stem for p in FOLDER.glob("*.json")} == set(ABOUT)  # every recipe file is offered, and parses
+    qmax = app.number_input(key="train_qmax").value
+    app.selectbox(key="train_recipe").set_value("quick").run()
+    next(b for b in app.button if b.label == "Use this recipe").click().run()
+    assert not app.exception, app.exception
+    quick = recipe("quick")
+    assert app.number_input(key="train_n").value == quick["dataset"]["n"]
+    assert app.number_input(key="train_epochs").value == quick["training"]["epochs"]
+    assert app.number_input(key="train_qmax").value == qmax  # the Q grid is the film's business, not the recipe's
+    assert any("Recipe 'quick'" in i.value for i in app.info)
+    app.selectbox(key="train_recipe").set_value("gpu").run()
+    next(b for b in app.button if b.label == "Use this recipe").click().run()
+    # 200,000 curves are over the local profile's 100,000: held at the limit, and said.
+    assert app.number_input(key="train_n").value == 100_000
+    assert any("held at them: curves 200,000 (limit 100,000)" in i.value for i in app.info)

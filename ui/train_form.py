@@ -75,6 +75,14 @@ def _set(key: str, shadow: str | None, value) -> None:
     keep(shadow or key, value)
 
 
+def apply_recipe(raw: dict) -> None:
+    """A recipe's data size, network and schedule into the form (its film, grid and noise stay)."""
+    _set("train_n", None, int(raw["dataset"]["n"]))
+    for key, shadow, section, name, shown in NETWORK:
+        if name in raw.get(section, {}):
+            _set(key, shadow, shown(raw[section][name]))
+
+
 def restore(spec: TrainSpec, with_film: bool = True) -> None:
     """Put every setting of ``spec`` into the Train form (and, ``with_film``, its film into the explorer;
     without, the prior bounds are kept for the explorer's film where its parameters match)."""
